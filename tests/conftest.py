@@ -21,5 +21,5 @@ SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 def shared_data() -> pathlib.Path:
     """The real datasets of ../shared/data; tests that need them skip when absent."""
     if not SHARED_DATA.is_dir():
-      pytest.skip(f"real data not found at {SHARED_DATA}")
+        pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
