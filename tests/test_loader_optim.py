@@ -1,0 +1,74 @@
+"""Host batching (deterministic, resumable, every example once per epoch) and optimizers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax import optim
+from ssl_jax.data.loader import StepBatcher
+
+
+def test_each_epoch_visits_every_example_once():
+    batcher = StepBatcher({"x": np.arange(40)}, global_batch_size=8, seed=3)
+    for epoch in range(3):
+        seen = np.concatenate([batcher.batch(s)["x"] for s in range(5 * epoch, 5 * epoch + 5)])
+        np.testing.assert_array_equal(np.sort(seen), np.arange(40))
+    assert not np.array_equal(batcher.batch(0)["x"], batcher.batch(5)["x"])
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    a = StepBatcher({"x": np.arange(50)}, 16, seed=1)
+    b = StepBatcher({"x": np.arange(50)}, 16, seed=1)
+    for step in (7, 0, 3, 7):  # any order, as after a resume
+        np.testing.assert_array_equal(a.batch(step)["x"], b.batch(step)["x"])
+    c = StepBatcher({"x": np.arange(50)}, 16, seed=2)
+    assert not np.array_equal(a.batch(0)["x"], c.batch(0)["x"])
+
+
+def test_batch_larger_than_dataset_spans_epochs():
+    batcher = StepBatcher({"x": np.arange(5), "y": np.arange(5) * 10}, 12, seed=0)
+    batch = batcher.batch(0)
+    assert batch["x"].shape == (12,)
+    np.testing.assert_array_equal(batch["y"], batch["x"] * 10)
+    np.testing.assert_array_equal(np.sort(batch["x"][:5]), np.arange(5))
+    assert batcher.steps_for_epochs(10) == 5
+
+
+def test_unequal_arrays_are_refused():
+    with pytest.raises(ValueError, match="different lengths"):
+        StepBatcher({"x": np.arange(5), "y": np.arange(6)}, 2, seed=0)
+
+
+def test_weight_decay_skips_biases_and_norms():
+    params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)},
+              "bn": {"scale": jnp.ones(2)}}
+    config = optim.default_optim_config()
+    for name in optim.OPTIMIZERS:
+        config.name = name
+        config.weight_decay = 0.5
+        tx = optim.build_optimizer(config, optax.constant_schedule(0.1))
+        zero_grads = jax.tree.map(jnp.zeros_like, params)
+        updates, _ = tx.update(zero_grads, tx.init(params), params)
+        assert np.all(np.asarray(updates["dense"]["kernel"]) < 0), name
+        assert np.all(np.asarray(updates["dense"]["bias"]) == 0), name
+        assert np.all(np.asarray(updates["bn"]["scale"]) == 0), name
+
+
+def test_warmup_cosine_values():
+    schedule = optim.warmup_cosine(peak=1.0, total_steps=110, warmup_steps=10)
+    np.testing.assert_allclose([schedule(0), schedule(5), schedule(10), schedule(60),
+                                schedule(110)], [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+
+
+def test_learning_rate_scaling():
+    config = optim.default_optim_config()
+    config.lr = 0.3
+    config.lr_scaling = "linear"
+    assert optim.scaled_learning_rate(config, 512) == pytest.approx(0.6)
+    config.lr_scaling = "sqrt"
+    assert optim.scaled_learning_rate(config, 4096) == pytest.approx(0.3 * 64)
+    config.lr_scaling = "bogus"
+    with pytest.raises(ValueError, match="lr_scaling"):
+        optim.scaled_learning_rate(config, 256)
