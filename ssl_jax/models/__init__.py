@@ -1,0 +1,85 @@
+"""Backbone registry: `config.model` -> a Flax module `(x, train) -> [B, feature_dim]`.
+
+Fields of `config.model` (every config has all of them, see `default_model_config`):
+  name                convnet | resnet18 | resnet50 | vit_ti | vit_s | vit_b
+  dtype               computation dtype, 'float32' or 'bfloat16' (params stay float32)
+  widths              convnet: channels per stage
+  stem                resnet: 'cifar' (3x3, stride 1, no pool) or 'imagenet' (7x7/2 + pool)
+  width               resnet: channels of the first stage (64 = the standard network)
+  zero_init_residual  resnet: zero the last BN scale of each residual block
+  patch_size          vit: side of the square patches (must divide the image size)
+  pool                vit: 'cls' (CLS token) or 'gap' (mean of the patch tokens)
+  posemb              vit: 'learn' or 'sincos2d' (fixed)
+
+Each backbone reads only the fields listed in its `Backbone.fields` (plus name
+and dtype) and ignores the others, so one config section serves every backbone.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.models.convnet import ConvNet
+from ssl_jax.models.resnet import resnet18, resnet50
+from ssl_jax.models.vit import VARIANTS, ViT
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A registry entry: the module constructor and the config fields passed to it."""
+
+    make: Callable[..., nn.Module]
+    fields: tuple[str, ...]
+
+
+_RESNET_FIELDS = ("stem", "width", "zero_init_residual")
+_VIT_FIELDS = ("patch_size", "pool", "posemb")
+
+BACKBONES = {
+    "convnet": Backbone(ConvNet, ("widths",)),
+    "resnet18": Backbone(resnet18, _RESNET_FIELDS),
+    "resnet50": Backbone(resnet50, _RESNET_FIELDS),
+    "vit_ti": Backbone(functools.partial(ViT, **VARIANTS["ti"]), _VIT_FIELDS),
+    "vit_s": Backbone(functools.partial(ViT, **VARIANTS["s"]), _VIT_FIELDS),
+    "vit_b": Backbone(functools.partial(ViT, **VARIANTS["b"]), _VIT_FIELDS),
+}
+
+
+def _check_name(name: str):
+    if name not in BACKBONES:
+        raise ValueError(f"config.model.name={name!r}: unknown backbone; "
+                         f"expected one of {sorted(BACKBONES)}")
+
+
+def _field(value: Any) -> Any:
+    """Config values as module attributes: lists (e.g. from the command line) -> tuples."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
+    """The backbone named by `config.name` (the `config.model` section), unbound."""
+    _check_name(config.name)
+    if config.dtype not in DTYPES:
+        raise ValueError(f"config.model.dtype={config.dtype!r}: expected one of {sorted(DTYPES)}")
+    entry = BACKBONES[config.name]
+    return entry.make(dtype=DTYPES[config.dtype],
+                      **{field: _field(config[field]) for field in entry.fields})
+
+
+def feature_dim(config: ml_collections.ConfigDict) -> int:
+    """Dimension of the backbone's pooled features, without building any parameters."""
+    return build_backbone(config).feature_dim
+
+
+def default_model_config(name: str = "convnet") -> ml_collections.ConfigDict:
+    """Every `config.model` field with its default, for the backbone `name`."""
+    _check_name(name)
+    return ml_collections.ConfigDict(dict(
+        name=name, dtype="float32", widths=(32, 64, 128), stem="cifar", width=64,
+        zero_init_residual=False, patch_size=16, pool="cls", posemb="learn"))
