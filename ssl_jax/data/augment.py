@@ -290,7 +290,8 @@ def augment_image(key: jax.Array, image: jax.Array,
                           kernel_size=blur_kernel_size(view.blur_kernel_fraction, view.out_size))
     if view.solarize_prob > 0:
         x = solarize(keys[5], x, prob=view.solarize_prob)
-    return x
+    # Convex filters (resize, luma, blur) can overshoot [0, 1] by a float32 rounding step.
+    return jnp.clip(x, 0.0, 1.0)
 
 
 def to_float(images: jax.Array) -> jax.Array:

@@ -1,0 +1,45 @@
+r"""SimCLR on CIFAR-10: ResNet-18 with the CIFAR stem, the official CIFAR recipe.
+
+Chen et al. 2020 (README command for CIFAR-10): ResNet-18, batch 512, LARS
+lr 1.0 (x B/256 here: base 0.5), weight decay 1e-6, temperature 0.5, colour
+jitter strength 0.5, no blur, 1000 epochs for ~91% linear accuracy. Reads the
+image-folder tars `cifar10-{train,test}.tar.gz` + `classes.txt` from
+`input.data_dir` (default `../shared/data/cifar10`).
+
+    python -m ssl_jax.main --config configs/simclr_cifar10.py --workdir /tmp/simclr_cifar10
+
+`:runlocal` is a seconds-long smoke run (tiny ResNet, 500 training images).
+"""
+
+from ssl_jax.config import base_config
+from ssl_jax.models import default_model_config
+
+
+def get_config(arg: str | None = None):
+    config = base_config(dataset="cifar10", image_size=32, batch_size=512,
+                         data_dir="../shared/data/cifar10")
+    config.model = default_model_config("resnet18")
+    config.model.stem = "cifar"
+    config.method.temperature = 0.5
+    config.method.projector.update(dict(hidden_dim=2048, out_dim=128, num_layers=2))
+    config.optim.update(dict(name="lars", lr=0.5, lr_scaling="linear", weight_decay=1e-6))
+    config.schedule.epochs = 1000.0
+    config.schedule.warmup_epochs = 10.0
+    config.eval.knn_temperature = 0.07
+    config.finetune.labels_per_class = 100
+    config.checkpoint.every_steps = 2000
+    config.log.every_steps = 100
+    config.stages = ("pretrain", "knn", "linear_probe")
+    if arg == "runlocal":
+        config.input.train_limit = 500
+        config.model.width = 8
+        config.method.projector.update(dict(hidden_dim=32, out_dim=16))
+        config.input.batch_size = 32
+        config.schedule.steps = 3
+        config.checkpoint.every_steps = 3
+        config.log.every_steps = 1
+        config.eval.probe_steps = 20
+        config.eval.batch_size = 256
+        config.finetune.labels_per_class = 10
+        config.finetune.schedule.steps = 2
+    return config

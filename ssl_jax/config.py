@@ -1,0 +1,74 @@
+"""The base config: every field of every section with its default.
+
+Config files in `configs/` start from `base_config()` and override what their
+(method, dataset) pair needs, so library code never guesses a default with
+`config.get(key, default)`. Sections: seed, stages, method, model, input, optim,
+schedule, eval, finetune, checkpoint, log, mesh.
+"""
+
+import ml_collections
+
+from ssl_jax import optim
+from ssl_jax.data import augment
+from ssl_jax.models import default_model_config
+
+# Per-channel statistics of the datasets with a registered source, in [0, 1] units.
+NORMALIZATION = {
+    "digits": ((0.2, ), (0.3, )),
+    "mnist": ((0.1307, ), (0.3081, )),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+def input_config(dataset: str, image_size: int, batch_size: int, data_dir: str = ""
+                 ) -> ml_collections.ConfigDict:
+    mean, std = NORMALIZATION[dataset]
+    return ml_collections.ConfigDict(dict(
+        dataset=dataset, data_dir=data_dir, batch_size=batch_size, image_size=image_size,
+        mean=mean, std=std, train_limit=0))
+
+
+def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 256,
+                data_dir: str = "") -> ml_collections.ConfigDict:
+    """SimCLR with a small convnet; every field present."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.stages = ("pretrain", "knn", "linear_probe")
+    c.method = ml_collections.ConfigDict(dict(
+        name="simclr", temperature=0.5, online_probe=True,
+        projector=dict(hidden_dim=512, out_dim=128, num_layers=2),
+        view=augment.simclr_view(image_size, jitter_strength=0.5, blur_prob=0.0)))
+    c.model = default_model_config("convnet")
+    c.input = input_config(dataset, image_size, batch_size, data_dir)
+    c.optim = optim.default_optim_config()
+    c.schedule = ml_collections.ConfigDict(dict(
+        steps=0, epochs=100.0, warmup_epochs=10.0, final_lr_fraction=0.0))
+    c.eval = ml_collections.ConfigDict(dict(
+        batch_size=512, labels_per_class=(10, 0), knn_k=(20, 200), knn_temperature=0.07,
+        probe_weight_decays=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), probe_val_fraction=0.2,
+        probe_steps=500, baselines=("random_init", "raw_pixels"), pretrained_checkpoints=""))
+    finetune_optim = optim.default_optim_config()
+    finetune_optim.update(dict(name="adamw", lr=1e-3, lr_scaling="none", weight_decay=1e-4))
+    c.finetune = ml_collections.ConfigDict(dict(
+        labels_per_class=10, batch_size=64, from_scratch_baseline=True,
+        view=augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
+                                 crop_scale=(0.5, 1.0)),
+        optim=finetune_optim,
+        schedule=dict(steps=500, epochs=0.0, warmup_epochs=0.0, final_lr_fraction=0.0)))
+    c.finetune.view.grayscale_prob = 0.0
+    c.finetune.view.jitter_prob = 0.0
+    c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3))
+    c.log = ml_collections.ConfigDict(dict(every_steps=50))
+    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    return c
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of a config file, as `--config path[:arg]` would give it."""
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)

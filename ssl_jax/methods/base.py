@@ -1,0 +1,88 @@
+"""The method contract: what every SSL method gives the one generic train loop.
+
+A method owns a Flax network and turns a raw global batch into a loss. The
+trainer owns everything else (mesh, optimizer, schedules, checkpoints, logs).
+
+    init(rng, batch)                         -> variables
+    loss(params, variables, batch, rng, step) -> loss, (batch_stats, extra, metrics)
+    after_step(variables, step)              -> variables
+    features(variables, images)              -> backbone features for evaluation
+
+`variables` is a dict with `params` (trained by the optimizer), `batch_stats`
+(BatchNorm running statistics) and `extra` (method state that is not trained by
+gradients: EMA targets, queues, predictor matrices). All are plain pytrees.
+
+`batch` holds the raw global batch as the host produced it: `image` uint8
+`[B, H, W, C]` and `label` int32 `[B]`. Views (crops, colour jitter, masks) are
+made inside `loss`, on the device, from `rng`, so the jitted step is the only
+place where pixels are touched.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.data import augment
+
+Variables = dict
+
+
+def normalize(images: jax.Array, mean, std) -> jax.Array:
+    """(x - mean) / std per channel, for float images in [0, 1]."""
+    return (images - jnp.asarray(mean, images.dtype)) / jnp.asarray(std, images.dtype)
+
+
+class Method:
+    """Base class: the network, preprocessing and evaluation features.
+
+    Subclasses set `self.net` in `build_net` (a Flax module with a method
+    `embed(x, train)` that returns backbone features) and implement `loss`.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
+                 image_shape: tuple[int, int, int]):
+        self.config = config
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+        self.net = self.build_net()
+
+    def build_net(self) -> nn.Module:
+        raise NotImplementedError
+
+    def preprocess(self, images: jax.Array) -> jax.Array:
+        """Augmentation-free input of the network: resize to the view size, normalise."""
+        x = augment.center_view(images, self.config.input.image_size)
+        return normalize(x, self.config.input.mean, self.config.input.std)
+
+    def view(self, rng: jax.Array, images: jax.Array, view: ml_collections.ConfigDict
+             ) -> jax.Array:
+        """One augmented, normalised view of a uint8 batch (per-example keys from `rng`)."""
+        x = augment.augment_view(rng, images, view)
+        return normalize(x, self.config.input.mean, self.config.input.std)
+
+    def init(self, rng: jax.Array, batch: dict) -> Variables:
+        variables = self.net.init(rng, self.preprocess(batch["image"]), train=False)
+        return dict(params=variables["params"], batch_stats=variables.get("batch_stats", {}),
+                    extra={})
+
+    def apply(self, params, variables: Variables, x: jax.Array, *, train: bool, **kwargs):
+        """Run the network; in train mode also return the updated BatchNorm statistics."""
+        inputs = {"params": params, "batch_stats": variables["batch_stats"]}
+        if not train:
+            return self.net.apply(inputs, x, train=False, **kwargs), variables["batch_stats"]
+        out, updates = self.net.apply(inputs, x, train=True, mutable=["batch_stats"], **kwargs)
+        return out, updates.get("batch_stats", {})
+
+    def loss(self, params, variables: Variables, batch: dict, rng: jax.Array, step: jax.Array):
+        raise NotImplementedError
+
+    def after_step(self, variables: Variables, step: jax.Array) -> Variables:
+        """Updates outside the gradient step (EMA targets, queues); identity by default."""
+        return variables
+
+    def features(self, variables: Variables, images: jax.Array) -> jax.Array:
+        """Backbone features (never the projector) of uint8 images, in eval mode."""
+        out, _ = self.apply(variables["params"], variables, self.preprocess(images),
+                            train=False, method="embed")
+        return out.astype(jnp.float32)

@@ -1,0 +1,172 @@
+"""The stages a config names: pretrain, then knn / linear_probe / finetune.
+
+    workdir/pretrain/     checkpoints/, metrics.jsonl, tensorboard/
+    workdir/finetune/     the same, for the fine-tuned classifier
+    workdir/results.json  every downstream number, merged across stages
+
+The downstream stages restore the pretrained encoder from its Orbax checkpoint
+(`config.eval.pretrained_checkpoints`, default `workdir/pretrain/checkpoints`),
+so they can run in a later process, or on another machine, than the pretraining.
+Each representation is compared with the baselines of `config.eval.baselines`:
+`random_init` (the same encoder before pretraining) and `raw_pixels`; fine-tuning
+is compared with training the same network from scratch on the same labels.
+"""
+
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from ssl_jax import checkpoint, train
+from ssl_jax.data import sources
+from ssl_jax.evals import features, knn_accuracy, labels_per_class_subset, linear_probe
+
+STAGES = ("pretrain", "knn", "linear_probe", "finetune")
+BASELINES = ("random_init", "raw_pixels")
+
+
+def budget_name(per_class: int) -> str:
+    return "all labels" if per_class <= 0 else f"{per_class}/class"
+
+
+def pretrained_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
+    path = config.eval.pretrained_checkpoints
+    return pathlib.Path(path) if path else workdir / "pretrain" / "checkpoints"
+
+
+def pretrain(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> train.Run:
+    """Stage 1: the pretext task, no labels reach the encoder."""
+    return train.train(config, workdir / "pretrain", dataset)
+
+
+def load_pretrained(config, workdir: pathlib.Path, dataset: sources.ArrayDataset
+                    ) -> tuple[train.Run, dict]:
+    """The pretraining run's method and its latest checkpointed variables."""
+    run = train.build(config, dataset)
+    template = train.init_state(run)
+    state = checkpoint.load_latest(pretrained_checkpoints(config, workdir), template)
+    return run, state.variables()
+
+
+def representations(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
+    """Train/test features of the pretrained encoder and of each baseline."""
+    run, variables = load_pretrained(config, workdir, dataset)
+    encoders = {"ssl": variables}
+    if "random_init" in config.eval.baselines:
+        encoders["random_init"] = train.init_state(run).variables()
+    out = {}
+    for name, encoder in encoders.items():
+        out[name] = tuple(
+            features.extract(run.method.features, encoder, images, run.mesh,
+                             config.eval.batch_size)
+            for images in (dataset.train_images, dataset.test_images))
+    if "raw_pixels" in config.eval.baselines:
+        out["raw_pixels"] = tuple(
+            images.reshape(len(images), -1).astype(np.float32) / 255.0
+            for images in (dataset.train_images, dataset.test_images))
+    return out
+
+
+def frozen_feature_evals(config, workdir: pathlib.Path, dataset: sources.ArrayDataset,
+                         protocols: tuple[str, ...]) -> dict:
+    """kNN and/or linear-probe accuracy per representation and label budget."""
+    results = {}
+    feats = representations(config, workdir, dataset)
+    for per_class in config.eval.labels_per_class:
+        labelled = labels_per_class_subset(dataset.train_labels, per_class, config.seed)
+        y_train = dataset.train_labels[labelled]
+        for name, (x_train, x_test) in feats.items():
+            row = results.setdefault(name, {})
+            budget = budget_name(per_class)
+            if "knn" in protocols:
+                for k in config.eval.knn_k:
+                    row[f"kNN k={k} ({budget})"] = knn_accuracy(
+                        x_train[labelled], y_train, x_test, dataset.test_labels,
+                        num_classes=dataset.num_classes, k=k,
+                        temperature=config.eval.knn_temperature)
+            if "linear_probe" in protocols:
+                probe = linear_probe(
+                    x_train[labelled], y_train, x_test, dataset.test_labels,
+                    num_classes=dataset.num_classes, weight_decays=config.eval.probe_weight_decays,
+                    val_fraction=config.eval.probe_val_fraction, seed=config.seed,
+                    steps=config.eval.probe_steps)
+                row[f"linear ({budget})"] = probe["accuracy"]
+    return results
+
+
+def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The pretraining config turned into a supervised run with `config.finetune`'s settings."""
+    ft = config.finetune
+    derived = ml_collections.ConfigDict(config.to_dict())
+    derived.method = ml_collections.ConfigDict(dict(name="supervised", view=ft.view.to_dict()))
+    derived.optim = ft.optim
+    derived.schedule = ft.schedule
+    derived.input.batch_size = ft.batch_size
+    derived.input.train_limit = 0
+    derived.lock()
+    return derived
+
+
+def finetune(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
+    """Fine-tune the pretrained backbone on few labels; baseline: the same from scratch."""
+    labelled = labels_per_class_subset(dataset.train_labels,
+                                              config.finetune.labels_per_class, config.seed)
+    few = dataset.subset_train(labelled)
+    _, pretrained = load_pretrained(config, workdir, dataset)
+    backbone = {"params": pretrained["params"]["backbone"],
+                "batch_stats": pretrained["batch_stats"].get("backbone", {})}
+    ft_config = finetune_config(config)
+    budget = budget_name(config.finetune.labels_per_class)
+    results = {}
+    inits = {"ssl": backbone}
+    if config.finetune.from_scratch_baseline:
+        inits["from_scratch"] = None
+    for name, init in inits.items():
+        run = train.train(ft_config, workdir / ("finetune" if init else "finetune_scratch"), few,
+                          init_backbone=init)
+        logits = features.extract(run.method.logits, run.state.variables(), dataset.test_images,
+                                  run.mesh, config.eval.batch_size)
+        accuracy = float(np.mean(logits.argmax(-1) == dataset.test_labels))
+        results[name] = {f"finetune ({budget})": accuracy}
+    return results
+
+
+def merge(results: dict, new: dict) -> dict:
+    for name, row in new.items():
+        results.setdefault(name, {}).update(row)
+    return results
+
+
+def format_table(results: dict) -> str:
+    """A Markdown table: one row per representation, one column per metric."""
+    columns = list(dict.fromkeys(col for row in results.values() for col in row))
+    lines = ["| representation | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for name, row in results.items():
+        cells = [f"{100 * row[c]:.1f}" if c in row else "-" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_stages(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+    """Run the stages of `config.stages` in order; returns (and saves) the results."""
+    workdir = pathlib.Path(workdir)
+    dataset = sources.load(config.input)
+    results = {}
+    protocols = tuple(s for s in config.stages if s in ("knn", "linear_probe"))
+    for stage in config.stages:
+        if stage == "pretrain":
+            pretrain(config, workdir, dataset)
+        elif stage == "finetune":
+            merge(results, finetune(config, workdir, dataset))
+        elif stage == protocols[0]:
+            merge(results, frozen_feature_evals(config, workdir, dataset, protocols))
+    if results and jax.process_index() == 0:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        table = format_table(results)
+        logging.info("results (test accuracy, %%):\n%s", table)
+        print(table, flush=True)
+    return results

@@ -1,0 +1,156 @@
+"""The one generic train loop: every method plugs into it through `methods.base.Method`.
+
+    mesh -> data -> method, optimizer, state -> (resume) -> jitted steps -> logs, checkpoints
+
+The step is a single `jax.jit` over a device mesh: the batch is sharded on
+`'data'`, the state is replicated and donated. The step's random key is
+`fold_in(key(seed), step)` and the data of step s is a function of (seed, s), so
+a run stopped and resumed from a checkpoint ends with exactly the parameters of
+an uninterrupted one.
+"""
+
+import dataclasses
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from absl import logging
+
+from ssl_jax import checkpoint, methods, metrics, optim, sharding
+from ssl_jax.data.loader import StepBatcher
+from ssl_jax.data.sources import ArrayDataset
+from ssl_jax.state import TrainState
+
+
+@dataclasses.dataclass
+class Run:
+    """What a training run is built from, and its state once trained."""
+
+    config: ml_collections.ConfigDict
+    method: methods.Method
+    mesh: jax.sharding.Mesh
+    batcher: StepBatcher
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    total_steps: int
+    init_rng: jax.Array
+    train_rng: jax.Array
+    state: TrainState | None = None
+
+
+def build(config: ml_collections.ConfigDict, dataset: ArrayDataset) -> Run:
+    """Mesh, method, batcher, optimizer and schedule of a run (no state yet)."""
+    mesh = sharding.make_mesh(config.mesh.num_devices)
+    sharding.check_batch_size(config.input.batch_size, mesh)
+    method = methods.build(config, dataset.num_classes, dataset.image_shape)
+    batcher = StepBatcher({"image": dataset.train_images, "label": dataset.train_labels},
+                          config.input.batch_size, seed=config.seed)
+    s = config.schedule
+    total_steps = s.steps if s.steps > 0 else batcher.steps_for_epochs(s.epochs)
+    warmup_steps = round(s.warmup_epochs * batcher.steps_per_epoch)
+    peak = optim.scaled_learning_rate(config.optim, config.input.batch_size)
+    schedule = optim.warmup_cosine(peak, total_steps, warmup_steps, s.final_lr_fraction)
+    init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+    return Run(config, method, mesh, batcher, optim.build_optimizer(config.optim, schedule),
+               schedule, total_steps, init_rng, train_rng)
+
+
+def init_state(run: Run, rng: jax.Array | None = None) -> TrainState:
+    """Fresh parameters and optimizer state, replicated over the mesh."""
+    def init(rng, batch):
+        v = run.method.init(rng, batch)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"],
+                          batch_stats=v["batch_stats"], opt_state=run.tx.init(v["params"]),
+                          extra=v["extra"])
+
+    batch = sharding.to_global(run.batcher.batch(0), run.mesh)
+    rng = run.init_rng if rng is None else rng
+    return jax.jit(init, out_shardings=sharding.replicated(run.mesh))(rng, batch)
+
+
+def loss_and_grads(method: methods.Method, state: TrainState, batch: dict, rng: jax.Array):
+    """loss, (batch_stats, extra, metrics), d loss / d params: the differentiable part of a step."""
+    def loss_fn(params):
+        return method.loss(params, state.variables(), batch, rng, state.step)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return loss, aux, grads
+
+
+def train_step(run: Run, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    """One optimizer step on a global batch; pure, jitted by `make_step`."""
+    rng = jax.random.fold_in(run.train_rng, state.step)
+    loss, (batch_stats, extra, step_metrics), grads = loss_and_grads(run.method, state, batch, rng)
+    updates, opt_state = run.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    variables = run.method.after_step(
+        dict(params=params, batch_stats=batch_stats, extra=extra), state.step)
+    new_state = TrainState(step=state.step + 1, opt_state=opt_state, **variables)
+    step_metrics = dict(step_metrics, loss=loss, learning_rate=run.schedule(state.step),
+                        grad_norm=optax.tree.norm(grads))
+    return new_state, step_metrics
+
+
+def make_step(run: Run):
+    """`train_step` jitted over the mesh, with the old state's buffers donated."""
+    replicated = sharding.replicated(run.mesh)
+    return jax.jit(functools.partial(train_step, run), donate_argnums=0,
+                   out_shardings=(replicated, replicated))
+
+
+def replace_backbone(state: TrainState, backbone: dict) -> TrainState:
+    """Put pretrained backbone params/batch_stats into a fresh state (fine-tuning init).
+
+    The fresh optimizer state depends only on parameter shapes, so it stays valid.
+    """
+    params = dict(state.params, backbone=backbone["params"])
+    batch_stats = dict(state.batch_stats)
+    if backbone["batch_stats"]:
+        batch_stats["backbone"] = backbone["batch_stats"]
+    return state.replace(params=params, batch_stats=batch_stats)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+          dataset: ArrayDataset, *, init_backbone: dict | None = None,
+          stop_at_step: int | None = None) -> Run:
+    """Train (or resume) a run in `workdir`; returns it with its final state.
+
+    Args:
+      init_backbone: `{'params', 'batch_stats'}` of a pretrained backbone to start from.
+      stop_at_step: stop (with a checkpoint) after this step, as a preemption would;
+        the schedule still spans the whole run, so a restart continues it exactly.
+    """
+    workdir = pathlib.Path(workdir)
+    run = build(config, dataset)
+    state = init_state(run)
+    if init_backbone is not None:
+        state = replace_backbone(state, init_backbone)
+    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.checkpoint.every_steps,
+                                   config.checkpoint.keep)
+    restored = ckpt.restore_latest(state)
+    if restored is not None:
+        state = restored
+        logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
+    start = int(state.step)
+    end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
+    step_fn = make_step(run)
+    writer = metrics.MetricWriter(workdir)
+    progress = metrics.ProgressLine(run.total_steps, config.input.batch_size, start)
+    try:
+        for step in range(start, end):
+            batch = sharding.to_global(run.batcher.batch(step), run.mesh)
+            state, step_metrics = step_fn(state, batch)
+            done = step + 1
+            if done % config.log.every_steps == 0 or done == end:
+                scalars = jax.device_get(step_metrics)
+                writer.write(done, {**scalars, **progress.update(done, scalars)})
+            ckpt.maybe_save(done, state)
+        ckpt.maybe_save(int(state.step), state, force=True)
+    finally:
+        ckpt.close()
+        writer.close()
+    run.state = state
+    return run

@@ -1,0 +1,50 @@
+"""Up-front checks of a config, before any data is read or anything compiles.
+
+Each failure names the config field and the accepted values, so a typo costs
+seconds, not a compile. (Unknown keys are refused earlier still: configs are
+locked, so `--config.method.tempreture=0.1` fails in flag parsing.)
+"""
+
+import pathlib
+
+import jax
+import ml_collections
+
+from ssl_jax import methods, models, optim, stages
+from ssl_jax.data import sources
+
+
+def _one_of(field: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"{field}={value!r}: expected one of {sorted(choices)}")
+
+
+def validate(config: ml_collections.ConfigDict):
+    """Raise ValueError / FileNotFoundError naming the first bad field."""
+    for stage in config.stages:
+        _one_of("config.stages", stage, stages.STAGES)
+    _one_of("config.method.name", config.method.name, methods.METHODS)
+    _one_of("config.model.name", config.model.name, models.BACKBONES)
+    _one_of("config.input.dataset", config.input.dataset, sources.DATASETS)
+    _one_of("config.optim.name", config.optim.name, optim.OPTIMIZERS)
+    _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
+    for baseline in config.eval.baselines:
+        _one_of("config.eval.baselines", baseline, stages.BASELINES)
+    if config.input.dataset != "digits":
+        data_dir = pathlib.Path(config.input.data_dir).expanduser()
+        if not config.input.data_dir or not data_dir.is_dir():
+            raise FileNotFoundError(
+                f"config.input.data_dir={config.input.data_dir!r}: directory does not exist "
+                f"(dataset {config.input.dataset!r})")
+    devices = jax.device_count() if config.mesh.num_devices == -1 else config.mesh.num_devices
+    for field, batch in (("config.input.batch_size", config.input.batch_size),
+                         ("config.eval.batch_size", config.eval.batch_size),
+                         ("config.finetune.batch_size", config.finetune.batch_size)):
+        if batch <= 0 or batch % devices:
+            raise ValueError(f"{field}={batch} is not a positive multiple of the number of "
+                             f"devices ({devices})")
+    if config.schedule.steps <= 0 and config.schedule.epochs <= 0:
+        raise ValueError("config.schedule: set steps > 0 or epochs > 0")
+    if not 0.0 < config.eval.probe_val_fraction < 1.0:
+        raise ValueError(f"config.eval.probe_val_fraction={config.eval.probe_val_fraction}: "
+                         "must be in (0, 1)")

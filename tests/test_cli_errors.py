@@ -1,0 +1,69 @@
+"""The command line, clear errors for bad input, and no TensorFlow on import."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from ssl_jax import stages, validate
+from test_train import load_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_main(*args, timeout=300):
+    # Non-partitionable threefry compiles much faster on CPU (see conftest.py).
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_THREEFRY_PARTITIONABLE="false")
+    return subprocess.run([sys.executable, "-m", "ssl_jax.main", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_quickstart_command_line_runs_every_stage(tmp_path):
+    out = run_main("--config", "configs/quickstart.py:runlocal", "--workdir", str(tmp_path),
+                   "--config.stages=('pretrain','knn')")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| representation |" in out.stdout and "| ssl |" in out.stdout
+    assert (tmp_path / "results.json").is_file()
+
+
+def test_unknown_config_key_is_refused_before_anything_runs(tmp_path):
+    out = run_main("--config", "configs/quickstart.py:runlocal", "--workdir", str(tmp_path),
+                   "--config.method.tempreature=0.1")
+    assert out.returncode != 0
+    assert "tempreature" in out.stderr
+    assert not (tmp_path / "pretrain").exists()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("method.name", "simclrr", "config.method.name='simclrr'"),
+    ("model.name", "resnet19", "config.model.name='resnet19'"),
+    ("input.dataset", "imagenet21k", "config.input.dataset='imagenet21k'"),
+    ("optim.name", "adam_typo", "config.optim.name='adam_typo'"),
+    ("input.batch_size", 60, "not a positive multiple of the number of devices (8)"),
+    ("stages", ("pretrain", "lineer_probe"), "config.stages='lineer_probe'"),
+])
+def test_bad_config_values_name_the_field(field, value, message):
+    config = load_config("quickstart")
+    section, _, key = field.rpartition(".")
+    setattr(config[section] if section else config, key, value)
+    with pytest.raises(ValueError) as error:
+        validate.validate(config)
+    assert message in str(error.value)
+
+
+def test_missing_data_directory_names_the_path(tmp_path):
+    config = load_config("simclr_mnist")
+    config.input.data_dir = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        validate.validate(config)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        stages.sources.load(config.input)
+
+
+def test_import_does_not_import_tensorflow():
+    code = ("import sys, ssl_jax, ssl_jax.main, ssl_jax.stages, ssl_jax.train; "
+            "sys.exit('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
