@@ -23,7 +23,7 @@ def get_config(arg: str | None = None):
     config.method.temperature = 0.2
     config.model.widths = (32, 64, 128)
     config.optim.update(dict(name="adamw", lr=2e-3, lr_scaling="none", weight_decay=1e-4))
-    config.schedule.epochs = 150.0
+    config.schedule.epochs = 80.0
     config.schedule.warmup_epochs = 5.0
     config.finetune.view.flip_prob = 0.0
     config.checkpoint.every_steps = 200

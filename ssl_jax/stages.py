@@ -18,7 +18,6 @@ import pathlib
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
 from ssl_jax import checkpoint, train
 from ssl_jax.data import sources
@@ -166,7 +165,5 @@ def run_stages(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
             merge(results, frozen_feature_evals(config, workdir, dataset, protocols))
     if results and jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
-        table = format_table(results)
-        logging.info("results (test accuracy, %%):\n%s", table)
-        print(table, flush=True)
+        print("test accuracy (%):\n" + format_table(results), flush=True)
     return results
