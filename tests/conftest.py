@@ -19,8 +19,10 @@ SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
-    """The real datasets of ../shared/data; tests that need them skip when absent."""
+    """The real datasets of ../shared/data: skipped when absent, except in CI, where they must be."""
     if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the real data at {SHARED_DATA}")
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
 
