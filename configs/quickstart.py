@@ -12,31 +12,17 @@ with all labels.
     python -m ssl_jax.main --config configs/quickstart.py:runlocal --workdir /tmp/ssl_smoke
 """
 
-from ssl_jax.config import base_config
+from ssl_jax.config import base_config, handwritten_digits, runlocal
 
 
 def get_config(arg: str | None = None):
     config = base_config(dataset="digits", image_size=8, batch_size=256)
-    view = config.method.view
-    view.crop_scale = (0.3, 1.0)
-    view.flip_prob = 0.0  # Digits are not mirror-symmetric.
-    config.method.temperature = 0.2
+    handwritten_digits(config)
     config.model.widths = (32, 64, 128)
-    config.optim.update(dict(name="adamw", lr=2e-3, lr_scaling="none", weight_decay=1e-4))
     config.schedule.epochs = 80.0
     config.schedule.warmup_epochs = 5.0
-    config.finetune.view.flip_prob = 0.0
     config.checkpoint.every_steps = 200
     config.log.every_steps = 50
     if arg == "runlocal":
-        config.model.widths = (8, 16)
-        config.method.projector.hidden_dim = 32
-        config.method.projector.out_dim = 16
-        config.input.batch_size = 64
-        config.schedule.steps = 6
-        config.checkpoint.every_steps = 3
-        config.log.every_steps = 2
-        config.eval.probe_steps = 50
-        config.eval.batch_size = 256
-        config.finetune.schedule.steps = 4
+        runlocal(config)
     return config

@@ -11,7 +11,7 @@ image-folder tars `cifar10-{train,test}.tar.gz` + `classes.txt` from
 `:runlocal` is a seconds-long smoke run (tiny ResNet, 500 training images).
 """
 
-from ssl_jax.config import base_config
+from ssl_jax.config import base_config, runlocal
 from ssl_jax.models import default_model_config
 
 
@@ -31,15 +31,6 @@ def get_config(arg: str | None = None):
     config.log.every_steps = 100
     config.stages = ("pretrain", "knn", "linear_probe")
     if arg == "runlocal":
-        config.input.train_limit = 500
-        config.model.width = 8
-        config.method.projector.update(dict(hidden_dim=32, out_dim=16))
-        config.input.batch_size = 32
-        config.schedule.steps = 3
-        config.checkpoint.every_steps = 3
-        config.log.every_steps = 1
-        config.eval.probe_steps = 20
-        config.eval.batch_size = 256
+        runlocal(config, train_limit=500)
         config.finetune.labels_per_class = 10
-        config.finetune.schedule.steps = 2
     return config

@@ -72,3 +72,30 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_collections.ConfigDict:
+    """Shrink any config to a seconds-long CPU smoke run (tests, notebooks): tiny
+    model and heads, batch 64, a handful of steps, every interval small enough to fire."""
+    config.model.update(dict(widths=(8, 16), width=8))
+    config.method.projector.update(dict(hidden_dim=32, out_dim=16))
+    config.input.batch_size = 64
+    config.input.train_limit = train_limit
+    config.schedule.steps = 6
+    config.checkpoint.every_steps = 3
+    config.log.every_steps = 2
+    config.eval.probe_steps = 50
+    config.eval.batch_size = 256
+    config.finetune.schedule.steps = 4
+    return config
+
+
+def handwritten_digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """SimCLR settings shared by the grayscale digit datasets (sklearn digits, MNIST):
+    crops of 30-100% of the area and no flips (digits are not mirror-symmetric),
+    temperature 0.2, AdamW at 2e-3 with no batch scaling."""
+    config.method.view.update(dict(crop_scale=(0.3, 1.0), flip_prob=0.0))
+    config.finetune.view.flip_prob = 0.0
+    config.method.temperature = 0.2
+    config.optim.update(dict(name="adamw", lr=2e-3, lr_scaling="none", weight_decay=1e-4))
+    return config

@@ -63,7 +63,19 @@ def test_missing_data_directory_names_the_path(tmp_path):
         stages.sources.load(config.input)
 
 
-def test_import_does_not_import_tensorflow():
-    code = ("import sys, ssl_jax, ssl_jax.main, ssl_jax.stages, ssl_jax.train; "
-            "sys.exit('tensorflow' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+def test_import_does_not_import_tensorflow(tmp_path):
+    """Every module of the in-memory path imports with TensorFlow absent: a stand-in
+    `tensorflow` package that fails on import shadows any installed one."""
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('ssl_jax imported tensorflow')\n")
+    modules = [f"ssl_jax.{p.stem}" for p in (REPO / "ssl_jax").glob("*.py")]
+    modules += [f"ssl_jax.{p.parent.name}.{p.stem}" for p in (REPO / "ssl_jax").glob("*/*.py")]
+    code = "import importlib, sys\n" + "".join(
+        f"importlib.import_module({m!r})\n" for m in modules if not m.endswith("__init__"))
+    code += "sys.exit('tensorflow' in sys.modules)\n"
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(modules) > 20
