@@ -21,7 +21,7 @@ import numpy as np
 
 from ssl_jax import checkpoint, train
 from ssl_jax.data import sources
-from ssl_jax.evals import features, knn_accuracy, labels_per_class_subset, linear_probe
+from ssl_jax.evals import features, knn_accuracies, labels_per_class_subset, linear_probe
 
 STAGES = ("pretrain", "knn", "linear_probe", "finetune")
 BASELINES = ("random_init", "raw_pixels")
@@ -81,11 +81,12 @@ def frozen_feature_evals(config, workdir: pathlib.Path, dataset: sources.ArrayDa
             row = results.setdefault(name, {})
             budget = budget_name(per_class)
             if "knn" in protocols:
-                for k in config.eval.knn_k:
-                    row[f"kNN k={k} ({budget})"] = knn_accuracy(
-                        x_train[labelled], y_train, x_test, dataset.test_labels,
-                        num_classes=dataset.num_classes, k=k,
-                        temperature=config.eval.knn_temperature)
+                accuracies = knn_accuracies(
+                    x_train[labelled], y_train, x_test, dataset.test_labels,
+                    num_classes=dataset.num_classes, ks=tuple(config.eval.knn_k),
+                    temperature=config.eval.knn_temperature)
+                for k, accuracy in accuracies.items():
+                    row[f"kNN k={k} ({budget})"] = accuracy
             if "linear_probe" in protocols:
                 probe = linear_probe(
                     x_train[labelled], y_train, x_test, dataset.test_labels,

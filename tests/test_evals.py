@@ -9,6 +9,7 @@ from ssl_jax.evals import (
     fit_linear_classifier,
     knn_accuracy,
     knn_predict,
+    knn_predict_many,
     labels_per_class_subset,
     linear_probe,
     predict,
@@ -108,6 +109,18 @@ def test_knn_k_clamped_and_chunking_invariant():
     )
     with pytest.raises(ValueError, match="k must be"):
         knn_predict(train_x, train_y, test_x, k=0, **kwargs)
+
+
+def test_one_search_for_many_k_equals_one_search_per_k():
+    rng = np.random.default_rng(3)
+    train_x = rng.normal(size=(120, 6)).astype(np.float32)
+    train_y = rng.integers(0, 4, 120)
+    test_x = rng.normal(size=(50, 6)).astype(np.float32)
+    kwargs = dict(num_classes=4, temperature=0.1, chunk_size=16)
+    many = knn_predict_many(train_x, train_y, test_x, ks=(1, 5, 20, 500), **kwargs)
+    for k in (1, 5, 20, 500):
+        np.testing.assert_array_equal(many[k], knn_predict(train_x, train_y, test_x, k=k, **kwargs))
+    assert not np.array_equal(many[1], many[20])
 
 
 # ------------------------------------------------------------ linear probe
