@@ -94,3 +94,16 @@ def test_pretrain_checkpoint_then_downstream_stages(digits, tmp_path):
     # Raw pixels of digits are far above chance with every protocol: a sanity floor.
     assert results["raw_pixels"]["linear (all labels)"] > 0.85
     assert "finetune (10/class)" in results["ssl"]
+
+
+def test_cifar10_resnet18_config_pretrains_on_the_real_files(shared_data, tmp_path):
+    """The CIFAR-10 config (ResNet-18, CIFAR stem, LARS) reads the image-folder tars and trains."""
+    config = load_config("simclr_cifar10")
+    config.input.data_dir = str(shared_data / "cifar10")
+    config.stages = ("pretrain",)
+    stages.run_stages(config, tmp_path)
+    records = metrics.read_metrics(tmp_path / "pretrain")
+    assert records[-1]["step"] == config.schedule.steps
+    assert all(np.isfinite(r["loss"]) for r in records)
+    # NT-Xent of 2B views starts near log(2B - 1) and must not have diverged.
+    assert records[-1]["contrastive_loss"] < 1.5 * np.log(2 * config.input.batch_size - 1)
