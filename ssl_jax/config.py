@@ -18,14 +18,29 @@ NORMALIZATION = {
     "mnist": ((0.1307, ), (0.3081, )),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
+# Sources without their own statistics (a user's folder, TFDS) start from ImageNet's.
+IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def input_config(dataset: str, image_size: int, batch_size: int, data_dir: str = ""
                  ) -> ml_collections.ConfigDict:
-    mean, std = NORMALIZATION[dataset]
+    """The `input` section.
+
+    dataset: a registered source name (see `data.sources`); data_dir: where its
+    files are. train_split / test_split: a file or folder under data_dir for the
+    local formats, a TFDS split string ("train[:90%]") for TFDS; "" = the
+    source's default. labeled: False reads folders without class sub-folders.
+    skip_bad_images: warn and skip undecodable images instead of failing.
+    tfds_name / tfds_try_gcs / cache / shuffle_buffer / host_crop: the tf.data
+    path (host_crop: decode + random-resized-crop on the host, the other
+    augmentations on device). prefetch: batches placed on device ahead of the step.
+    """
+    mean, std = NORMALIZATION.get(dataset, IMAGENET_NORMALIZATION)
     return ml_collections.ConfigDict(dict(
-        dataset=dataset, data_dir=data_dir, batch_size=batch_size, image_size=image_size,
-        mean=mean, std=std, train_limit=0))
+        dataset=dataset, data_dir=data_dir, train_split="", test_split="", labeled=True,
+        skip_bad_images=False, batch_size=batch_size, image_size=image_size,
+        mean=mean, std=std, train_limit=0, tfds_name="", tfds_try_gcs=False, cache=False,
+        shuffle_buffer=10_000, host_crop=False, prefetch=2))
 
 
 def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 256,
