@@ -7,6 +7,10 @@ global across devices, and BatchNorm statistics are synchronised, with no
 hand-written collectives.
 """
 
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -54,3 +58,58 @@ def to_global(batch, mesh: Mesh):
 def replicate(tree, mesh: Mesh):
     """Place a pytree (params, optimizer state) replicated on every device of the mesh."""
     return jax.device_put(tree, replicated(mesh))
+
+
+_END = object()
+
+
+class DevicePrefetcher:
+    """Iterate global device arrays made from host batches, `size` batches ahead.
+
+    A daemon thread pulls host batches (this process's share) from `batches`,
+    places them on the mesh with `to_global` and queues them, so reading,
+    decoding and host-to-device copies overlap the running step. An exception
+    in the thread is raised again by `__next__`; `close()` stops the thread.
+    """
+
+    def __init__(self, batches: Iterable[dict], mesh: Mesh, size: int = 2):
+        if size < 1:
+            raise ValueError(f"config.input.prefetch={size}: must be >= 1")
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(iter(batches), mesh),
+                                         daemon=True, name="device-prefetch")
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self, batches: Iterator[dict], mesh: Mesh):
+        try:
+            for batch in batches:
+                if not self._put(to_global(batch, mesh)):
+                    return
+            self._put(_END)
+        except BaseException as error:  # Handed to the consumer, raised there.
+            self._put(error)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._queue.get()
+        if item is _END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=10)

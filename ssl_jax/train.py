@@ -11,6 +11,7 @@ an uninterrupted one.
 
 import dataclasses
 import functools
+import itertools
 import pathlib
 
 import jax
@@ -20,7 +21,7 @@ import optax
 from absl import logging
 
 from ssl_jax import checkpoint, methods, metrics, optim, sharding
-from ssl_jax.data.loader import StepBatcher
+from ssl_jax.data import loader
 from ssl_jax.data.sources import ArrayDataset
 from ssl_jax.state import TrainState
 
@@ -32,7 +33,7 @@ class Run:
     config: ml_collections.ConfigDict
     method: methods.Method
     mesh: jax.sharding.Mesh
-    batcher: StepBatcher
+    pipeline: loader.Pipeline
     tx: optax.GradientTransformation
     schedule: optax.Schedule
     total_steps: int
@@ -42,19 +43,18 @@ class Run:
 
 
 def build(config: ml_collections.ConfigDict, dataset: ArrayDataset) -> Run:
-    """Mesh, method, batcher, optimizer and schedule of a run (no state yet)."""
+    """Mesh, method, training stream, optimizer and schedule of a run (no state yet)."""
     mesh = sharding.make_mesh(config.mesh.num_devices)
     sharding.check_batch_size(config.input.batch_size, mesh)
     method = methods.build(config, dataset.num_classes, dataset.image_shape)
-    batcher = StepBatcher({"image": dataset.train_images, "label": dataset.train_labels},
-                          config.input.batch_size, seed=config.seed)
+    pipeline = loader.train_pipeline(config, dataset)
     s = config.schedule
-    total_steps = s.steps if s.steps > 0 else batcher.steps_for_epochs(s.epochs)
-    warmup_steps = round(s.warmup_epochs * batcher.steps_per_epoch)
+    total_steps = s.steps if s.steps > 0 else pipeline.steps_for_epochs(s.epochs)
+    warmup_steps = round(s.warmup_epochs * pipeline.steps_per_epoch)
     peak = optim.scaled_learning_rate(config.optim, config.input.batch_size)
     schedule = optim.warmup_cosine(peak, total_steps, warmup_steps, s.final_lr_fraction)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-    return Run(config, method, mesh, batcher, optim.build_optimizer(config.optim, schedule),
+    return Run(config, method, mesh, pipeline, optim.build_optimizer(config.optim, schedule),
                schedule, total_steps, init_rng, train_rng)
 
 
@@ -66,7 +66,7 @@ def init_state(run: Run, rng: jax.Array | None = None) -> TrainState:
                           batch_stats=v["batch_stats"], opt_state=run.tx.init(v["params"]),
                           extra=v["extra"])
 
-    batch = sharding.to_global(run.batcher.batch(0), run.mesh)
+    batch = sharding.to_global(loader.zeros_like_spec(run.pipeline.spec()), run.mesh)
     rng = run.init_rng if rng is None else rng
     return jax.jit(init, out_shardings=sharding.replicated(run.mesh))(rng, batch)
 
@@ -139,9 +139,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     step_fn = make_step(run)
     writer = metrics.MetricWriter(workdir)
     progress = metrics.ProgressLine(run.total_steps, config.input.batch_size, start)
+    batches = sharding.DevicePrefetcher(
+        itertools.islice(run.pipeline.batches(start), end - start), run.mesh,
+        config.input.prefetch)
     try:
-        for step in range(start, end):
-            batch = sharding.to_global(run.batcher.batch(step), run.mesh)
+        for step, batch in zip(range(start, end), batches):
             state, step_metrics = step_fn(state, batch)
             done = step + 1
             if done % config.log.every_steps == 0 or done == end:
@@ -150,6 +152,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
             ckpt.maybe_save(done, state)
         ckpt.maybe_save(int(state.step), state, force=True)
     finally:
+        batches.close()
         ckpt.close()
         writer.close()
     run.state = state

@@ -334,3 +334,33 @@ def test_center_view_converts_and_resizes():
     assert resized.shape == (2, 16, 16, 3) and resized.dtype == jnp.float32
     with pytest.raises(TypeError, match="uint8"):
         augment.center_view(jnp.asarray(images, jnp.float32), 8)
+
+
+def test_host_cropped_views_skip_the_crop_and_use_their_own_crop():
+    """`crop=False` (images the host already cropped) keeps the pixels when they have the
+    view's size and only resizes otherwise; a method's view i reads `crops[:, i]`."""
+    from ssl_jax.config import base_config
+    from ssl_jax.methods import build
+
+    view = augment.simclr_view(8, jitter_strength=0.0, blur_prob=0.0)
+    view.update(dict(flip_prob=0.0, grayscale_prob=0.0, jitter_prob=0.0))
+    images = jnp.asarray(random_batch(20, 4, 8, 3))
+    kept = augment.augment_view(jax.random.key(0), images, view, crop=False)
+    np.testing.assert_allclose(np.asarray(kept), np.asarray(images) / 255.0, atol=1e-7)
+    cropped = augment.augment_view(jax.random.key(0), images, view)
+    assert not np.allclose(np.asarray(cropped), np.asarray(kept))
+    resized = augment.augment_view(jax.random.key(0), jnp.asarray(random_batch(21, 4, 16, 3)),
+                                   view, crop=False)
+    assert resized.shape == (4, 8, 8, 3)
+
+    config = base_config(image_size=8)
+    config.method.view = view
+    method = build(config, num_classes=10, image_shape=(8, 8, 3))
+    other = jnp.asarray(random_batch(22, 4, 8, 3))
+    batch = {"crops": jnp.stack([images, other], axis=1)}
+    for index, source in enumerate((images, other)):
+        got = method.view(jax.random.key(1), batch, view, index)
+        assert not np.allclose(got, method.view(jax.random.key(1), batch, view, 1 - index))
+        np.testing.assert_allclose(
+            np.asarray(got), np.asarray((source / 255.0 - jnp.asarray(config.input.mean))
+                                        / jnp.asarray(config.input.std)), atol=1e-5)

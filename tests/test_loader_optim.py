@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax import optim
-from ssl_jax.data.loader import StepBatcher
+from ssl_jax import optim, sharding
+from ssl_jax.data.loader import StepBatcher, zeros_like_spec
 
 
 def test_each_epoch_visits_every_example_once():
@@ -16,6 +16,59 @@ def test_each_epoch_visits_every_example_once():
         seen = np.concatenate([batcher.batch(s)["x"] for s in range(5 * epoch, 5 * epoch + 5)])
         np.testing.assert_array_equal(np.sort(seen), np.arange(40))
     assert not np.array_equal(batcher.batch(0)["x"], batcher.batch(5)["x"])
+
+
+def test_processes_split_each_epoch_disjointly():
+    """3 processes, 4 epochs of 48 examples at global batch 12: each process gets a
+    contiguous third of each global batch; per epoch their union is every example
+    once, and no example reaches two processes in the same epoch."""
+    data = {"x": np.arange(48)}
+    shares = [StepBatcher(data, 12, seed=5, process_index=p, process_count=3)
+              for p in range(3)]
+    whole = StepBatcher(data, 12, seed=5, process_index=0, process_count=1)
+    for epoch in range(4):
+        steps = range(4 * epoch, 4 * epoch + 4)
+        seen = [np.concatenate([share.batch(s)["x"] for s in steps]) for share in shares]
+        assert all(len(x) == 16 for x in seen)
+        assert not set(seen[0]) & set(seen[1]) and not set(seen[1]) & set(seen[2])
+        np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(48))
+        for s in steps:
+            np.testing.assert_array_equal(
+                np.concatenate([share.batch(s)["x"] for share in shares]), whole.batch(s)["x"])
+    assert shares[1].spec() == {"x": ((4,), np.arange(48).dtype)}
+    with pytest.raises(ValueError, match="not divisible by the number of processes"):
+        StepBatcher(data, 10, seed=0, process_index=0, process_count=3)
+
+
+def test_batches_iterator_resumes_at_any_step():
+    batcher = StepBatcher({"x": np.arange(30)}, 8, seed=4)
+    stream = batcher.batches(0)
+    first = [next(stream)["x"] for _ in range(9)]
+    resumed = batcher.batches(5)
+    for expected in first[5:]:
+        np.testing.assert_array_equal(next(resumed)["x"], expected)
+    zeros = zeros_like_spec(batcher.spec())
+    assert zeros["x"].shape == (8,) and not zeros["x"].any()
+
+
+def test_device_prefetcher_keeps_order_and_reraises():
+    mesh = sharding.make_mesh(-1)
+    batches = ({"x": np.full((8, 2), i, np.float32)} for i in range(5))
+    got = [int(b["x"][0, 0]) for b in sharding.DevicePrefetcher(batches, mesh, size=2)]
+    assert got == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield {"x": np.zeros((8,), np.float32)}
+        raise OSError("disk gone")
+
+    prefetcher = sharding.DevicePrefetcher(failing(), mesh, size=2)
+    first = next(prefetcher)
+    assert first["x"].sharding.spec == sharding.batch_sharded(mesh).spec
+    with pytest.raises(OSError, match="disk gone"):
+        next(prefetcher)
+    prefetcher.close()
+    with pytest.raises(ValueError, match="config.input.prefetch"):
+        sharding.DevicePrefetcher(iter(()), mesh, size=0)
 
 
 def test_batches_are_a_function_of_seed_and_step():

@@ -43,7 +43,7 @@ def test_one_device_equals_eight_devices(digits):
     for num_devices in (1, 8):
         run, state = run_on(num_devices, digits, config)
         assert run.mesh.devices.size == num_devices
-        batch = sharding.to_global(run.batcher.batch(0), run.mesh)
+        batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
         rng = jax.random.fold_in(run.train_rng, 0)
         fn = jax.jit(lambda s, b, r: train.loss_and_grads(run.method, s, b, r))
         loss, (batch_stats, _, step_metrics), grads = jax.device_get(fn(state, batch, rng))

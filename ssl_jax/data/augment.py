@@ -269,15 +269,22 @@ def simclr_view(out_size: int, jitter_strength: float = 1.0, blur_prob: float = 
         blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1, solarize_prob=0.0))
 
 
-def augment_image(key: jax.Array, image: jax.Array,
-                  view: ml_collections.ConfigDict) -> jax.Array:
+def augment_image(key: jax.Array, image: jax.Array, view: ml_collections.ConfigDict,
+                  crop: bool = True) -> jax.Array:
     """crop -> flip -> colour jitter -> grayscale -> blur -> solarize, for one image.
 
-    One key per op, split from the example's key; ops with probability 0 are skipped.
+    One key per op, split from the example's key; ops with probability 0 are
+    skipped. `crop=False` is for images the host already cropped: they are only
+    resized to `view.out_size` (when not already that size).
     """
     keys = jax.random.split(key, 6)
-    x = random_resized_crop(keys[0], image, out_size=view.out_size, scale=view.crop_scale,
-                            ratio=view.crop_ratio)
+    if crop:
+        x = random_resized_crop(keys[0], image, out_size=view.out_size, scale=view.crop_scale,
+                                ratio=view.crop_ratio)
+    elif image.shape[:2] != (view.out_size, view.out_size):
+        x = jax.image.resize(image, (view.out_size, view.out_size, image.shape[2]), "linear")
+    else:
+        x = image
     if view.flip_prob > 0:
         x = random_flip(keys[1], x, view.flip_prob)
     if view.jitter_prob > 0:
@@ -301,14 +308,15 @@ def to_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0
 
 
-def augment_view(key: jax.Array, images: jax.Array,
-                 view: ml_collections.ConfigDict) -> jax.Array:
+def augment_view(key: jax.Array, images: jax.Array, view: ml_collections.ConfigDict,
+                 crop: bool = True) -> jax.Array:
     """One view of a uint8 batch `[B, H, W, C]` -> float32 `[B, out, out, C]` in [0, 1].
 
     Example i uses key `split(key, B)[i]`; `view` is read at trace time (close over it).
     """
     keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(functools.partial(augment_image, view=view))(keys, to_float(images))
+    return jax.vmap(functools.partial(augment_image, view=view, crop=crop))(
+        keys, to_float(images))
 
 
 def center_view(images: jax.Array, out_size: int) -> jax.Array:

@@ -8,19 +8,49 @@ uninterrupted run would, with no iterator state to checkpoint. A batch may be
 larger than the dataset (few-label fine-tuning): it then spans epochs.
 
 Each process slices its own contiguous share of the global batch; the device
-mesh assembles the global array from the shares (`sharding.to_global`).
+mesh assembles the global array from the shares (`sharding.to_global`). Over an
+epoch the processes therefore see disjoint sets of examples whose union is the
+whole dataset.
+
+The trainer reads every training stream through the same small interface
+(`Pipeline`), which `StepBatcher` implements for arrays in host memory and
+`data.tfds_pipeline.TFDSPipeline` for tf.data.
 """
 
+import itertools
 import math
+from collections.abc import Iterator
+from typing import Protocol
 
 import jax
 import numpy as np
+
+Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+class Pipeline(Protocol):
+    """A training stream: this process's share of global batch s, for s = start, start + 1, ..."""
+
+    global_batch_size: int
+    num_examples: int
+
+    @property
+    def steps_per_epoch(self) -> float: ...
+
+    def steps_for_epochs(self, epochs: float) -> int: ...
+
+    def spec(self) -> Spec:
+        """Shape and dtype of each array of this process's batch."""
+
+    def batches(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of steps start_step, start_step + 1, ... (forever; epochs repeat)."""
 
 
 class StepBatcher:
     """Batches of `arrays` (a dict of equally long NumPy arrays) by global step."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int):
+    def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int, *,
+                 process_index: int | None = None, process_count: int | None = None):
         sizes = {name: len(a) for name, a in arrays.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"arrays of different lengths: {sizes}")
@@ -30,6 +60,11 @@ class StepBatcher:
             raise ValueError("cannot batch an empty dataset")
         self.global_batch_size = global_batch_size
         self.seed = seed
+        self.process_index = jax.process_index() if process_index is None else process_index
+        self.process_count = jax.process_count() if process_count is None else process_count
+        if global_batch_size % self.process_count:
+            raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
+                             f"number of processes ({self.process_count})")
         self._cached_epoch = (None, None)
 
     @property
@@ -53,9 +88,36 @@ class StepBatcher:
         return np.concatenate([self._permutation(e)[offsets[epochs == e]]
                                for e in np.unique(epochs)])
 
+    def local_indices(self, step: int) -> np.ndarray:
+        """Example indices of this process's contiguous share of global batch `step`."""
+        local = self.global_batch_size // self.process_count
+        return self.global_indices(step)[self.process_index * local:
+                                         (self.process_index + 1) * local]
+
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's share of global batch `step`."""
-        indices = self.global_indices(step)
-        local = len(indices) // jax.process_count()
-        mine = indices[jax.process_index() * local:(jax.process_index() + 1) * local]
+        mine = self.local_indices(step)
         return {name: a[mine] for name, a in self.arrays.items()}
+
+    def spec(self) -> Spec:
+        local = self.global_batch_size // self.process_count
+        return {name: ((local, *a.shape[1:]), a.dtype) for name, a in self.arrays.items()}
+
+    def batches(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+        return (self.batch(step) for step in itertools.count(start_step))
+
+
+def zeros_like_spec(spec: Spec) -> dict[str, np.ndarray]:
+    """A batch of zeros with the shapes and dtypes of `spec` (for shape-only uses: init)."""
+    return {name: np.zeros(shape, dtype) for name, (shape, dtype) in spec.items()}
+
+
+def train_pipeline(config, dataset) -> Pipeline:
+    """The training stream of `config.input`: tf.data for TFDS, else `StepBatcher` over
+    the in-memory arrays of `dataset` (an `ArrayDataset`)."""
+    if config.input.dataset == "tfds":
+        from ssl_jax.data import tfds_pipeline  # Imports TensorFlow: only on this path.
+
+        return tfds_pipeline.TFDSPipeline(config)
+    return StepBatcher({"image": dataset.train_images, "label": dataset.train_labels},
+                       config.input.batch_size, seed=config.seed)

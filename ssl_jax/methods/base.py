@@ -15,7 +15,10 @@ gradients: EMA targets, queues, predictor matrices). All are plain pytrees.
 `batch` holds the raw global batch as the host produced it: `image` uint8
 `[B, H, W, C]` and `label` int32 `[B]`. Views (crops, colour jitter, masks) are
 made inside `loss`, on the device, from `rng`, so the jitted step is the only
-place where pixels are touched.
+place where pixels are touched. For large images the host may instead decode
+and random-crop (`config.input.host_crop`): the batch then holds `crops` uint8
+`[B, V, S, S, C]`, one crop per view, and `view(rng, batch, view, i)` takes
+crop i and applies the rest of the chain on the device.
 """
 
 import flax.linen as nn
@@ -55,14 +58,23 @@ class Method:
         x = augment.center_view(images, self.config.input.image_size)
         return normalize(x, self.config.input.mean, self.config.input.std)
 
-    def view(self, rng: jax.Array, images: jax.Array, view: ml_collections.ConfigDict
-             ) -> jax.Array:
-        """One augmented, normalised view of a uint8 batch (per-example keys from `rng`)."""
-        x = augment.augment_view(rng, images, view)
+    def view(self, rng: jax.Array, batch: dict, view: ml_collections.ConfigDict,
+             index: int = 0) -> jax.Array:
+        """Augmented, normalised view number `index` of a raw batch (per-example keys
+        from `rng`): from `image` on the device, or from the host's crop `crops[:, index]`."""
+        if "crops" in batch:
+            x = augment.augment_view(rng, batch["crops"][:, index], view, crop=False)
+        else:
+            x = augment.augment_view(rng, batch["image"], view)
         return normalize(x, self.config.input.mean, self.config.input.std)
 
+    @staticmethod
+    def images(batch: dict) -> jax.Array:
+        """The uint8 images of a raw batch (the first host crop when the host cropped)."""
+        return batch["crops"][:, 0] if "crops" in batch else batch["image"]
+
     def init(self, rng: jax.Array, batch: dict) -> Variables:
-        variables = self.net.init(rng, self.preprocess(batch["image"]), train=False)
+        variables = self.net.init(rng, self.preprocess(self.images(batch)), train=False)
         return dict(params=variables["params"], batch_stats=variables.get("batch_stats", {}),
                     extra={})
 

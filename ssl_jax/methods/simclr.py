@@ -70,8 +70,7 @@ class SimCLR(base.Method):
     def loss(self, params, variables, batch, rng, step):
         rng1, rng2 = jax.random.split(rng)
         view = self.config.method.view
-        x = jnp.concatenate([self.view(rng1, batch["image"], view),
-                             self.view(rng2, batch["image"], view)])
+        x = jnp.concatenate([self.view(rng1, batch, view, 0), self.view(rng2, batch, view, 1)])
         (_, z, probe_logits), batch_stats = self.apply(params, variables, x, train=True)
         z1, z2 = jnp.split(z, 2)
         contrastive = losses.nt_xent(z1, z2, self.config.method.temperature)

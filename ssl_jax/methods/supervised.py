@@ -37,7 +37,7 @@ class Supervised(base.Method):
                                   num_classes=self.num_classes)
 
     def loss(self, params, variables, batch, rng, step):
-        x = self.view(rng, batch["image"], self.config.method.view)
+        x = self.view(rng, batch, self.config.method.view)
         logits, batch_stats = self.apply(params, variables, x, train=True)
         loss, accuracy = losses.classification_loss(logits, batch["label"])
         return loss, (batch_stats, variables["extra"], {"train_accuracy": accuracy})
