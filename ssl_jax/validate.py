@@ -5,8 +5,6 @@ seconds, not a compile. (Unknown keys are refused earlier still: configs are
 locked, so `--config.method.tempreture=0.1` fails in flag parsing.)
 """
 
-import pathlib
-
 import jax
 import ml_collections
 
@@ -30,12 +28,7 @@ def validate(config: ml_collections.ConfigDict):
     _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
     for baseline in config.eval.baselines:
         _one_of("config.eval.baselines", baseline, stages.BASELINES)
-    if config.input.dataset != "digits":
-        data_dir = pathlib.Path(config.input.data_dir).expanduser()
-        if not config.input.data_dir or not data_dir.is_dir():
-            raise FileNotFoundError(
-                f"config.input.data_dir={config.input.data_dir!r}: directory does not exist "
-                f"(dataset {config.input.dataset!r})")
+    sources.check_data_dir(config.input)  # For the sources that read files from it.
     devices = jax.device_count() if config.mesh.num_devices == -1 else config.mesh.num_devices
     for field, batch in (("config.input.batch_size", config.input.batch_size),
                          ("config.eval.batch_size", config.eval.batch_size),
