@@ -12,6 +12,7 @@ Each representation is compared with the baselines of `config.eval.baselines`:
 is compared with training the same network from scratch on the same labels.
 """
 
+import functools
 import json
 import pathlib
 
@@ -20,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import checkpoint, train
-from ssl_jax.data import sources
+from ssl_jax.data import loader, sources
 from ssl_jax.evals import features, knn_accuracies, labels_per_class_subset, linear_probe
 
 STAGES = ("pretrain", "knn", "linear_probe", "finetune")
@@ -36,7 +37,7 @@ def pretrained_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.P
     return pathlib.Path(path) if path else workdir / "pretrain" / "checkpoints"
 
 
-def pretrain(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> train.Run:
+def pretrain(config, workdir: pathlib.Path, dataset: sources.ArrayDataset | None) -> train.Run:
     """Stage 1: the pretext task, no labels reach the encoder."""
     return train.train(config, workdir / "pretrain", dataset)
 
@@ -152,18 +153,23 @@ def format_table(results: dict) -> str:
 
 
 def run_stages(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-    """Run the stages of `config.stages` in order; returns (and saves) the results."""
+    """Run the stages of `config.stages` in order; returns (and saves) the results.
+
+    A streamed dataset (TFDS) is pretrained on from its tf.data stream; the
+    downstream stages, and every stage of an in-memory source, read the dataset as
+    arrays (`sources.load`, once), which needs images of one fixed size.
+    """
     workdir = pathlib.Path(workdir)
-    dataset = sources.load(config.input)
+    arrays = functools.cache(lambda: sources.load(config.input))
     results = {}
     protocols = tuple(s for s in config.stages if s in ("knn", "linear_probe"))
     for stage in config.stages:
         if stage == "pretrain":
-            pretrain(config, workdir, dataset)
+            pretrain(config, workdir, None if loader.streamed(config) else arrays())
         elif stage == "finetune":
-            merge(results, finetune(config, workdir, dataset))
+            merge(results, finetune(config, workdir, arrays()))
         elif stage == protocols[0]:
-            merge(results, frozen_feature_evals(config, workdir, dataset, protocols))
+            merge(results, frozen_feature_evals(config, workdir, arrays(), protocols))
     if results and jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
         print("test accuracy (%):\n" + format_table(results), flush=True)

@@ -42,12 +42,16 @@ class Run:
     state: TrainState | None = None
 
 
-def build(config: ml_collections.ConfigDict, dataset: ArrayDataset) -> Run:
-    """Mesh, method, training stream, optimizer and schedule of a run (no state yet)."""
+def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None) -> Run:
+    """Mesh, method, training stream, optimizer and schedule of a run (no state yet).
+
+    `dataset`: the in-memory arrays to train on; None for a streamed dataset
+    (`config.input.dataset == "tfds"`), whose stream then also gives the class count.
+    """
     mesh = sharding.make_mesh(config.mesh.num_devices)
     sharding.check_batch_size(config.input.batch_size, mesh)
-    method = methods.build(config, dataset.num_classes, dataset.image_shape)
     pipeline = loader.train_pipeline(config, dataset)
+    method = methods.build(config, (dataset or pipeline).num_classes)
     s = config.schedule
     total_steps = s.steps if s.steps > 0 else pipeline.steps_for_epochs(s.epochs)
     warmup_steps = round(s.warmup_epochs * pipeline.steps_per_epoch)
@@ -114,7 +118,7 @@ def replace_backbone(state: TrainState, backbone: dict) -> TrainState:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-          dataset: ArrayDataset, *, init_backbone: dict | None = None,
+          dataset: ArrayDataset | None, *, init_backbone: dict | None = None,
           stop_at_step: int | None = None) -> Run:
     """Train (or resume) a run in `workdir`; returns it with its final state.
 

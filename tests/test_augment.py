@@ -355,7 +355,7 @@ def test_host_cropped_views_skip_the_crop_and_use_their_own_crop():
 
     config = base_config(image_size=8)
     config.method.view = view
-    method = build(config, num_classes=10, image_shape=(8, 8, 3))
+    method = build(config, num_classes=10)
     other = jnp.asarray(random_batch(22, 4, 8, 3))
     batch = {"crops": jnp.stack([images, other], axis=1)}
     for index, source in enumerate((images, other)):

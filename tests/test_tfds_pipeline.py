@@ -19,6 +19,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
+from ssl_jax import stages  # noqa: E402
 from ssl_jax.config import base_config  # noqa: E402
 from ssl_jax.data import tfds_pipeline  # noqa: E402
 from ssl_jax.data.tfds_pipeline import NUM_CROPS, TFDSPipeline  # noqa: E402
@@ -52,6 +53,25 @@ class SslJaxTinyImages(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, start, stop):
         for i in range(start, stop):
             yield i, {"image": tiny_image(i), "label": i % len(TINY_CLASSES), "index": i}
+
+
+class SslJaxTinyVariableImages(tfds.core.GeneratorBasedBuilder):
+    """16 unlabelled JPEGs of sizes 40x56 .. 56x40, like ImageNet's varied sizes."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")}))
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download.
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(16):
+            side = 40 + i
+            yield i, {"image": tiny_image(i)[:side, :96 - side]}
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +247,39 @@ def test_unlabeled_data_has_label_minus_one(tiny_dir):
     config = tfds_config("ssl_jax_tiny_images", tiny_dir, batch_size=8, labeled=False)
     batch = next(TFDSPipeline(config, process_index=0, process_count=1).batches(0))
     assert (batch["label"] == -1).all()
+
+
+# --- through the stages, as `python -m ssl_jax.main` runs them ---------------------------------
+
+def stages_config(name: str, data_dir: str, stages: tuple[str, ...]):
+    config = tfds_config(name, data_dir, batch_size=8, host_crop=True)
+    config.stages = stages
+    config.schedule.update(dict(steps=2, warmup_epochs=0.0))
+    config.model.widths = (8, 16)
+    config.method.projector.update(dict(hidden_dim=16, out_dim=8))
+    config.eval.update(dict(labels_per_class=(0, ), knn_k=(3, ), baselines=()))
+    return config
+
+
+def test_variable_size_images_pretrain_from_the_stream(tmp_path):
+    """ImageNet's case: images of many sizes cannot be held as one array; pretraining
+    reads host crops from the stream and never asks for the arrays."""
+    data_dir = str(tmp_path / "tfds")
+    SslJaxTinyVariableImages(data_dir=data_dir).download_and_prepare()
+    config = stages_config("ssl_jax_tiny_variable_images", data_dir, ("pretrain", ))
+    stages.run_stages(config, tmp_path / "run")
+    assert (tmp_path / "run" / "pretrain" / "checkpoints" / "2").is_dir()
+    config.stages = ("pretrain", "knn")
+    with pytest.raises(ValueError, match=r"images of variable shape"):
+        stages.run_stages(config, tmp_path / "run")
+
+
+def test_pretrain_from_the_stream_then_knn_on_the_arrays(tiny_dir, tmp_path):
+    config = stages_config("ssl_jax_tiny_images", tiny_dir, ("pretrain", "knn"))
+    results = stages.run_stages(config, tmp_path)
+    accuracy = results["ssl"]["kNN k=3 (all labels)"]
+    assert 0.0 <= accuracy <= 1.0
+    assert (tmp_path / "pretrain" / "checkpoints" / "2").is_dir()
 
 
 # --- errors ----------------------------------------------------------------------------------

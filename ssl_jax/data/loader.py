@@ -112,12 +112,20 @@ def zeros_like_spec(spec: Spec) -> dict[str, np.ndarray]:
     return {name: np.zeros(shape, dtype) for name, (shape, dtype) in spec.items()}
 
 
+def streamed(config) -> bool:
+    """Whether `config.input` is read as a stream (tf.data) rather than held as arrays."""
+    return config.input.dataset == "tfds"
+
+
 def train_pipeline(config, dataset) -> Pipeline:
     """The training stream of `config.input`: tf.data for TFDS, else `StepBatcher` over
-    the in-memory arrays of `dataset` (an `ArrayDataset`)."""
-    if config.input.dataset == "tfds":
+    the in-memory arrays of `dataset` (an `ArrayDataset`; None only when streamed)."""
+    if streamed(config):
         from ssl_jax.data import tfds_pipeline  # Imports TensorFlow: only on this path.
 
         return tfds_pipeline.TFDSPipeline(config)
+    if dataset is None:
+        raise ValueError(f"config.input.dataset={config.input.dataset!r} trains from "
+                         "in-memory arrays, but no dataset was given")
     return StepBatcher({"image": dataset.train_images, "label": dataset.train_labels},
                        config.input.batch_size, seed=config.seed)

@@ -303,6 +303,7 @@ class TFDSPipeline:
                 f"config.input.tfds_name={self.input.tfds_name!r} has images of variable shape "
                 f"{self.image_shape}; set config.input.host_crop=True")
         self.labeled = self.input.labeled and _has_labels(self.builder)
+        self.num_classes = self.builder.info.features["label"].num_classes if self.labeled else 0
         ranges, total = _limited_ranges(self.input, self.builder)
         self.shard_size = total // self.process_count
         if self.shard_size < 1:

@@ -9,11 +9,10 @@ from ssl_jax.methods.supervised import Supervised
 METHODS = {"simclr": SimCLR, "supervised": Supervised}
 
 
-def build(config: ml_collections.ConfigDict, num_classes: int,
-          image_shape: tuple[int, int, int]) -> Method:
+def build(config: ml_collections.ConfigDict, num_classes: int) -> Method:
     """The method named by `config.method.name`, bound to the whole config."""
     name = config.method.name
     if name not in METHODS:
         raise ValueError(f"config.method.name={name!r}: unknown method; "
                          f"expected one of {sorted(METHODS)}")
-    return METHODS[name](config, num_classes, image_shape)
+    return METHODS[name](config, num_classes)

@@ -43,11 +43,9 @@ class Method:
     `embed(x, train)` that returns backbone features) and implement `loss`.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
-                 image_shape: tuple[int, int, int]):
+    def __init__(self, config: ml_collections.ConfigDict, num_classes: int):
         self.config = config
         self.num_classes = num_classes
-        self.image_shape = image_shape
         self.net = self.build_net()
 
     def build_net(self) -> nn.Module:
