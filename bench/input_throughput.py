@@ -12,10 +12,10 @@ Two kinds of numbers, each the median of `--repeats` timings:
   stream  the training stream that feeds every step, per global batch of
           `--batch_size`: `StepBatcher` slicing the in-memory CIFAR-10 arrays
           (augmentation then runs on the device), and `TFDSPipeline` reading the
-          TFDS copy (decode PNG, shuffle, batch), with `host_crop` (two random
-          resized crops per image on the host) on the same 32x32 images and on
-          256x256 JPEGs (CIFAR-10 upscaled: ImageNet's case, fused decode-and-crop
-          to 224).
+          TFDS copy from disk, uncached (decode PNG, shuffle, batch), and with
+          `host_crop` (two random resized crops per image on the host) on the
+          same 32x32 images and on 256x256 JPEGs (CIFAR-10 upscaled: ImageNet's
+          case, fused decode-and-crop to 224).
 
 The derived copies (directory tree, .npz, TFDS datasets) are written under
 `--workdir` once and reused. Compare the stream rates with the training step's
@@ -28,7 +28,7 @@ import tarfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 _DATA_ROOT = flags.DEFINE_string("data_root", "../shared/data", "The shared data folder.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/input_bench", "Where derived copies go.")
@@ -60,24 +60,26 @@ def tfds_builder_class(images: np.ndarray, labels: np.ndarray, name: str, fmt: s
     """A TFDS builder named `name` holding `images`/`labels` as its train split."""
     import tensorflow_datasets as tfds
 
-    class Builder(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version("1.0.0")
+    def info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=images.shape[1:], encoding_format=fmt),
+            "label": tfds.features.ClassLabel(num_classes=10)}))
 
-        def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=images.shape[1:], encoding_format=fmt),
-                "label": tfds.features.ClassLabel(num_classes=10)}))
+    def generate_examples(self, start, stop):
+        del self
+        for i in range(start, stop):
+            yield i, {"image": images[i], "label": int(labels[i])}
 
-        def _split_generators(self, dl_manager):
-            del dl_manager
-            return {"train": self._generate(0, len(images)), "test": self._generate(0, 1000)}
+    def split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate_examples(0, len(images)),
+                "test": self._generate_examples(0, 1000)}
 
-        def _generate(self, start, stop):
-            for i in range(start, stop):
-                yield i, {"image": images[i], "label": int(labels[i])}
-
-    Builder.__name__ = "".join(part.title() for part in name.split("_"))
-    return Builder
+    # TFDS names a builder after its class (CamelCase -> snake_case).
+    class_name = "".join(part.title() for part in name.split("_"))
+    return type(class_name, (tfds.core.GeneratorBasedBuilder, ), dict(
+        VERSION=tfds.core.Version("1.0.0"), _info=info, _split_generators=split_generators,
+        _generate_examples=generate_examples))
 
 
 def derived_copies(cifar, root: pathlib.Path, workdir: pathlib.Path) -> dict:
@@ -147,7 +149,8 @@ def stream_rates(cifar, copies: dict) -> list[tuple[str, str, float]]:
 
     b = _BATCH.value
     rows = []
-    batcher = loader.StepBatcher({"image": cifar.train_images, "label": cifar.train_labels}, b)
+    batcher = loader.StepBatcher({"image": cifar.train_images, "label": cifar.train_labels}, b,
+                                  seed=0)
     rows.append(("StepBatcher", "CIFAR-10 uint8 arrays, 32x32", stream_rate(batcher.batches(0), b)))
     cases = [
         ("TFDSPipeline", "CIFAR-10 PNG, decode", "ssl_jax_bench_cifar", 32, False),
@@ -158,7 +161,7 @@ def stream_rates(cifar, copies: dict) -> list[tuple[str, str, float]]:
     ]
     for name, what, tfds_name, size, host_crop in cases:
         config = input_config("tfds", copies["tfds"], tfds_name=tfds_name, host_crop=host_crop,
-                              cache=True, shuffle_buffer=10_000)
+                              cache=False, shuffle_buffer=10_000)
         config.input.image_size = size
         pipeline = tfds_pipeline.TFDSPipeline(config, process_index=0, process_count=1)
         rows.append((name, what, stream_rate(pipeline.batches(0), b)))
@@ -169,6 +172,7 @@ def stream_rates(cifar, copies: dict) -> list[tuple[str, str, float]]:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # TFDS logs every split it opens.
     from ssl_jax.data import sources
 
     root = pathlib.Path(_DATA_ROOT.value).resolve()

@@ -37,7 +37,8 @@ def pretrained_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.P
     return pathlib.Path(path) if path else workdir / "pretrain" / "checkpoints"
 
 
-def pretrain(config, workdir: pathlib.Path, dataset: sources.ArrayDataset | None) -> train.Run:
+def pretrain(config, workdir: pathlib.Path,
+             dataset: sources.ArrayDataset | None) -> train.Run:
     """Stage 1: the pretext task, no labels reach the encoder."""
     return train.train(config, workdir / "pretrain", dataset)
 
