@@ -18,6 +18,7 @@ from ssl_jax.config import base_config, handwritten_digits, runlocal
 def get_config(arg: str | None = None):
     config = base_config(dataset="digits", image_size=8, batch_size=256)
     handwritten_digits(config)
+    config.method.temperature = 0.2
     config.model.widths = (32, 64, 128)
     config.schedule.epochs = 80.0
     config.schedule.warmup_epochs = 5.0

@@ -11,25 +11,14 @@ image-folder tars `cifar10-{train,test}.tar.gz` + `classes.txt` from
 `:runlocal` is a seconds-long smoke run (tiny ResNet, 500 training images).
 """
 
-from ssl_jax.config import base_config, runlocal
-from ssl_jax.models import default_model_config
+from ssl_jax.config import cifar10_config, runlocal
 
 
 def get_config(arg: str | None = None):
-    config = base_config(dataset="cifar10", image_size=32, batch_size=512,
-                         data_dir="../shared/data/cifar10")
-    config.model = default_model_config("resnet18")
-    config.model.stem = "cifar"
+    config = cifar10_config("simclr")
     config.method.temperature = 0.5
     config.method.projector.update(dict(hidden_dim=2048, out_dim=128, num_layers=2))
     config.optim.update(dict(name="lars", lr=0.5, lr_scaling="linear", weight_decay=1e-6))
-    config.schedule.epochs = 1000.0
-    config.schedule.warmup_epochs = 10.0
-    config.eval.knn_temperature = 0.07
-    config.finetune.labels_per_class = 100
-    config.checkpoint.every_steps = 2000
-    config.log.every_steps = 100
-    config.stages = ("pretrain", "knn", "linear_probe")
     if arg == "runlocal":
         runlocal(config, train_limit=500)
         config.finetune.labels_per_class = 10

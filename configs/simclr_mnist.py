@@ -11,20 +11,12 @@ repository's sibling `../shared/data/mnist`).
 `:runlocal` is a seconds-long smoke run on 1,000 training images.
 """
 
-from ssl_jax.config import base_config, handwritten_digits, runlocal
+from ssl_jax.config import mnist_config, runlocal
 
 
 def get_config(arg: str | None = None):
-    config = base_config(dataset="mnist", image_size=28, batch_size=256,
-                         data_dir="../shared/data/mnist")
-    handwritten_digits(config)
-    config.model.widths = (16, 32, 64)
-    config.schedule.epochs = 3.0
-    config.schedule.warmup_epochs = 0.2
-    config.eval.probe_steps = 300
-    config.checkpoint.every_steps = 500
-    config.log.every_steps = 50
-    config.stages = ("pretrain", "knn", "linear_probe", "finetune")
+    config = mnist_config("simclr")
+    config.method.temperature = 0.2
     if arg == "runlocal":
         runlocal(config, train_limit=1000)
     return config

@@ -1,8 +1,8 @@
 r"""SimCLR on CIFAR-10 read through TFDS: configs/simclr_cifar10.py on the tf.data path.
 
-The same recipe (ResNet-18 with the CIFAR stem, batch 512, LARS base lr 0.5 x
-B/256, weight decay 1e-6, temperature 0.5, jitter strength 0.5, no blur, 1000
-epochs), but the training stream is `data.tfds_pipeline.TFDSPipeline` over the
+The same recipe, loaded from that file (ResNet-18 with the CIFAR stem, batch
+512, LARS base lr 0.5 x B/256, weight decay 1e-6, temperature 0.5, jitter
+strength 0.5, no blur, 1000 epochs), but the training stream is `data.tfds_pipeline.TFDSPipeline` over the
 prepared TFDS dataset "cifar10" (cached in memory, one 50,000-example shuffle
 buffer: a full reshuffle every epoch), and the kNN / linear-probe stages read
 both splits into memory with `tfds_pipeline.load_tfds_arrays`. Augmentation
@@ -22,28 +22,16 @@ then copy the directory here and run
 `:runlocal` is a seconds-long smoke run (tiny ResNet, the first 500 training images).
 """
 
-from ssl_jax.config import NORMALIZATION, base_config, runlocal
-from ssl_jax.models import default_model_config
+import pathlib
+
+from ssl_jax.config import load_config_file, runlocal
 
 
 def get_config(arg: str | None = None):
-    config = base_config(dataset="tfds", image_size=32, batch_size=512)
+    config = load_config_file(str(pathlib.Path(__file__).with_name("simclr_cifar10.py")))
     config.input.update(dict(
-        tfds_name="cifar10", train_split="train", test_split="test", cache=True,
-        shuffle_buffer=50_000, host_crop=False))
-    config.input.mean, config.input.std = NORMALIZATION["cifar10"]
-    config.model = default_model_config("resnet18")
-    config.model.stem = "cifar"
-    config.method.temperature = 0.5
-    config.method.projector.update(dict(hidden_dim=2048, out_dim=128, num_layers=2))
-    config.optim.update(dict(name="lars", lr=0.5, lr_scaling="linear", weight_decay=1e-6))
-    config.schedule.epochs = 1000.0
-    config.schedule.warmup_epochs = 10.0
-    config.eval.knn_temperature = 0.07
-    config.finetune.labels_per_class = 100
-    config.checkpoint.every_steps = 2000
-    config.log.every_steps = 100
-    config.stages = ("pretrain", "knn", "linear_probe")
+        dataset="tfds", data_dir="", tfds_name="cifar10", train_split="train",
+        test_split="test", cache=True, shuffle_buffer=50_000, host_crop=False))
     if arg == "runlocal":
         runlocal(config, train_limit=500)
         config.input.shuffle_buffer = 500

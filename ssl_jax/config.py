@@ -8,7 +8,7 @@ schedule, eval, finetune, checkpoint, log, mesh.
 
 import ml_collections
 
-from ssl_jax import optim
+from ssl_jax import methods, optim
 from ssl_jax.data import augment
 from ssl_jax.models import default_model_config
 
@@ -43,16 +43,21 @@ def input_config(dataset: str, image_size: int, batch_size: int, data_dir: str =
         shuffle_buffer=10_000, host_crop=False, prefetch=2))
 
 
+def method_config(name: str, image_size: int) -> ml_collections.ConfigDict:
+    """Every `config.method` field of the SSL method `name`, with its defaults."""
+    if name not in methods.METHODS or not hasattr(methods.METHODS[name], "default_config"):
+        ssl = sorted(n for n, m in methods.METHODS.items() if hasattr(m, "default_config"))
+        raise ValueError(f"config.method.name={name!r}: expected one of {ssl}")
+    return methods.METHODS[name].default_config(name, image_size)
+
+
 def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 256,
-                data_dir: str = "") -> ml_collections.ConfigDict:
-    """SimCLR with a small convnet; every field present."""
+                data_dir: str = "", method: str = "simclr") -> ml_collections.ConfigDict:
+    """`method` (default SimCLR) with a small convnet; every field present."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.stages = ("pretrain", "knn", "linear_probe")
-    c.method = ml_collections.ConfigDict(dict(
-        name="simclr", temperature=0.5, online_probe=True,
-        projector=dict(hidden_dim=512, out_dim=128, num_layers=2),
-        view=augment.simclr_view(image_size, jitter_strength=0.5, blur_prob=0.0)))
+    c.method = method_config(method, image_size)
     c.model = default_model_config("convnet")
     c.input = input_config(dataset, image_size, batch_size, data_dir)
     c.optim = optim.default_optim_config()
@@ -94,6 +99,8 @@ def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_coll
     model and heads, batch 64, a handful of steps, every interval small enough to fire."""
     config.model.update(dict(widths=(8, 16), width=8))
     config.method.projector.update(dict(hidden_dim=32, out_dim=16))
+    if "predictor" in config.method:
+        config.method.predictor.hidden_dim = 32
     config.input.batch_size = 64
     config.input.train_limit = train_limit
     config.schedule.steps = 6
@@ -106,11 +113,46 @@ def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_coll
 
 
 def handwritten_digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """SimCLR settings shared by the grayscale digit datasets (sklearn digits, MNIST):
-    crops of 30-100% of the area and no flips (digits are not mirror-symmetric),
-    temperature 0.2, AdamW at 2e-3 with no batch scaling."""
+    """Settings shared by the grayscale digit datasets (sklearn digits, MNIST): crops
+    of 30-100% of the area and no flips (digits are not mirror-symmetric), AdamW at
+    2e-3 with no batch scaling."""
     config.method.view.update(dict(crop_scale=(0.3, 1.0), flip_prob=0.0))
     config.finetune.view.flip_prob = 0.0
-    config.method.temperature = 0.2
     config.optim.update(dict(name="adamw", lr=2e-3, lr_scaling="none", weight_decay=1e-4))
+    return config
+
+
+def mnist_config(method: str, data_dir: str = "../shared/data/mnist") -> ml_collections.ConfigDict:
+    """`method` on MNIST (28x28 IDX files in `data_dir`), sized for a 2-core CPU:
+    convnet (16, 32, 64), batch 256, 3 epochs (704 steps), AdamW 2e-3; stages
+    pretrain, kNN, linear probe, fine-tune."""
+    config = base_config(dataset="mnist", image_size=28, batch_size=256, data_dir=data_dir,
+                         method=method)
+    handwritten_digits(config)
+    config.model.widths = (16, 32, 64)
+    config.schedule.epochs = 3.0
+    config.schedule.warmup_epochs = 0.2
+    config.eval.probe_steps = 300
+    config.checkpoint.every_steps = 500
+    config.log.every_steps = 50
+    config.stages = ("pretrain", "knn", "linear_probe", "finetune")
+    return config
+
+
+def cifar10_config(method: str, data_dir: str = "../shared/data/cifar10"
+                   ) -> ml_collections.ConfigDict:
+    """`method` on CIFAR-10 (the image-folder tars in `data_dir`): ResNet-18 with the
+    CIFAR stem (3x3 conv, stride 1, no max-pool), 1000 epochs with 10 of warm-up,
+    LARS; batch 512. Method configs set the optimizer's rates and the heads."""
+    config = base_config(dataset="cifar10", image_size=32, batch_size=512, data_dir=data_dir,
+                         method=method)
+    config.model = default_model_config("resnet18")
+    config.model.stem = "cifar"
+    config.schedule.epochs = 1000.0
+    config.schedule.warmup_epochs = 10.0
+    config.eval.knn_temperature = 0.07
+    config.finetune.labels_per_class = 100
+    config.checkpoint.every_steps = 2000
+    config.log.every_steps = 100
+    config.stages = ("pretrain", "knn", "linear_probe")
     return config

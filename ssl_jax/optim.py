@@ -7,6 +7,7 @@ scales/offsets of BatchNorm/LayerNorm are excluded, as in BYOL's
 scaling for parameters <= 1-D").
 """
 
+import functools
 import math
 
 import jax
@@ -56,7 +57,8 @@ def build_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule
     """The optimizer named by `config.optim.name`, with masked weight decay.
 
     Fields read: name, weight_decay, momentum (lars, sgd), nesterov (sgd),
-    trust_coefficient (lars), b1, b2 (adamw), grad_clip_norm (0 disables).
+    trust_coefficient (lars), b1, b2 (adamw), grad_clip_norm (0 disables), frozen
+    (path fragments of parameters kept at their initial value, `frozen_labels`).
     """
     name = optim.name
     if name == "lars":
@@ -71,14 +73,35 @@ def build_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule
             optax.add_decayed_weights(optim.weight_decay, mask=decay_mask),
             optax.sgd(schedule, momentum=optim.momentum or None, nesterov=optim.nesterov))
     else:
-        raise ValueError(f"config.optim.name={name!r}: unknown optimizer; expected one of {OPTIMIZERS}")
+        raise ValueError(f"config.optim.name={name!r}: unknown optimizer; "
+                         f"expected one of {OPTIMIZERS}")
     if optim.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
+    if optim.frozen:
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                                   functools.partial(frozen_labels, fragments=optim.frozen))
     return tx
+
+
+def param_path(path) -> str:
+    """A parameter's path as "module/submodule/name"."""
+    return "/".join(str(getattr(key, "key", key)) for key in path)
+
+
+def frozen_labels(params, fragments) -> dict:
+    """"frozen" for the parameters whose path contains one of `fragments`, else "train".
+
+    `config.optim.frozen=("patch_embed",)` keeps a ViT's random patch projection
+    fixed, as MoCo v3 does for stability (Chen, Xie, He 2021, sec. 4.2): no update,
+    no weight decay."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if any(f in param_path(path) for f in fragments) else "train",
+        params)
 
 
 def default_optim_config() -> ml_collections.ConfigDict:
     """Every optimizer field with a default; configs override what they need."""
     return ml_collections.ConfigDict(dict(
         name="lars", lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
-        nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, grad_clip_norm=0.0))
+        nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, grad_clip_norm=0.0,
+        frozen=()))

@@ -51,9 +51,9 @@ def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None) -> Ru
     mesh = sharding.make_mesh(config.mesh.num_devices)
     sharding.check_batch_size(config.input.batch_size, mesh)
     pipeline = loader.train_pipeline(config, dataset)
-    method = methods.build(config, (dataset or pipeline).num_classes)
     s = config.schedule
     total_steps = s.steps if s.steps > 0 else pipeline.steps_for_epochs(s.epochs)
+    method = methods.build(config, (dataset or pipeline).num_classes, total_steps)
     warmup_steps = round(s.warmup_epochs * pipeline.steps_per_epoch)
     peak = optim.scaled_learning_rate(config.optim, config.input.batch_size)
     schedule = optim.warmup_cosine(peak, total_steps, warmup_steps, s.final_lr_fraction)

@@ -22,6 +22,7 @@ def validate(config: ml_collections.ConfigDict):
     for stage in config.stages:
         _one_of("config.stages", stage, stages.STAGES)
     _one_of("config.method.name", config.method.name, methods.METHODS)
+    methods.METHODS[config.method.name].check_config(config)
     _one_of("config.model.name", config.model.name, models.BACKBONES)
     _one_of("config.input.dataset", config.input.dataset, sources.DATASETS)
     _one_of("config.optim.name", config.optim.name, optim.OPTIMIZERS)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ssl_jax import stages, validate
+from ssl_jax import methods, stages, validate
 from test_train import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -79,3 +79,17 @@ def test_import_does_not_import_tensorflow(tmp_path):
                          text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(modules) > 20
+
+
+CONFIG_FILES = sorted(p.stem for p in (REPO / "configs").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_file_and_its_runlocal_variant_validate(name, shared_data):
+    """Each config (and `:runlocal`) loads, names a known method, and passes the up-front
+    checks, with the data it reads (TFDS configs: only their fields)."""
+    for arg in (None, "runlocal"):
+        config = load_config(name, arg)
+        if config.input.dataset != "tfds":
+            validate.validate(config)
+        assert config.method.name in methods.METHODS

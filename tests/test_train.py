@@ -106,4 +106,4 @@ def test_cifar10_resnet18_config_pretrains_on_the_real_files(shared_data, tmp_pa
     assert records[-1]["step"] == config.schedule.steps
     assert all(np.isfinite(r["loss"]) for r in records)
     # NT-Xent of 2B views starts near log(2B - 1) and must not have diverged.
-    assert records[-1]["contrastive_loss"] < 1.5 * np.log(2 * config.input.batch_size - 1)
+    assert records[-1]["simclr_loss"] < 1.5 * np.log(2 * config.input.batch_size - 1)

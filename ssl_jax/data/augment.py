@@ -269,6 +269,22 @@ def simclr_view(out_size: int, jitter_strength: float = 1.0, blur_prob: float = 
         blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1, solarize_prob=0.0))
 
 
+def byol_views(out_size: int, blur: bool = True) -> tuple[ml_collections.ConfigDict,
+                                                            ml_collections.ConfigDict]:
+    """BYOL's asymmetric pair (Grill et al. 2020, arXiv:2006.07733, table 6): both views
+    crop (0.08-1) + flip + jitter (0.4, 0.4, 0.2, 0.1) p=0.8 + grayscale p=0.2; view 1
+    blurs with p=1.0 and never solarizes, view 2 blurs with p=0.1 and solarizes with
+    p=0.2. `blur=False` drops the blur (small images: solo-learn's CIFAR recipe).
+
+    Returns (view, per_view): the shared view config and the per-view fields, as
+    `config.method.view` / `config.method.per_view` take them."""
+    view = simclr_view(out_size, jitter_strength=0.5, blur_prob=1.0 if blur else 0.0)
+    view.update(dict(saturation=0.2, hue=0.1))
+    per_view = ml_collections.ConfigDict(dict(
+        blur_prob=(1.0, 0.1) if blur else (0.0, 0.0), solarize_prob=(0.0, 0.2)))
+    return view, per_view
+
+
 def augment_image(key: jax.Array, image: jax.Array, view: ml_collections.ConfigDict,
                   crop: bool = True) -> jax.Array:
     """crop -> flip -> colour jitter -> grayscale -> blur -> solarize, for one image.

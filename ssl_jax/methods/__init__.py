@@ -3,16 +3,23 @@
 import ml_collections
 
 from ssl_jax.methods.base import Method
+from ssl_jax.methods.byol import BYOL
+from ssl_jax.methods.directpred import DirectPred
+from ssl_jax.methods.moco import MoCoV2, MoCoV3
+from ssl_jax.methods.redundancy import VICReg, BarlowTwins
 from ssl_jax.methods.simclr import SimCLR
+from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.supervised import Supervised
 
-METHODS = {"simclr": SimCLR, "supervised": Supervised}
+METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "mocov3": MoCoV3, "byol": BYOL,
+           "simsiam": SimSiam, "directpred": DirectPred, "barlow_twins": BarlowTwins,
+           "vicreg": VICReg, "supervised": Supervised}
 
 
-def build(config: ml_collections.ConfigDict, num_classes: int) -> Method:
+def build(config: ml_collections.ConfigDict, num_classes: int, total_steps: int = 1) -> Method:
     """The method named by `config.method.name`, bound to the whole config."""
     name = config.method.name
     if name not in METHODS:
         raise ValueError(f"config.method.name={name!r}: unknown method; "
                          f"expected one of {sorted(METHODS)}")
-    return METHODS[name](config, num_classes)
+    return METHODS[name](config, num_classes, total_steps)

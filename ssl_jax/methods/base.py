@@ -43,10 +43,15 @@ class Method:
     `embed(x, train)` that returns backbone features) and implement `loss`.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, num_classes: int):
+    def __init__(self, config: ml_collections.ConfigDict, num_classes: int, total_steps: int = 1):
         self.config = config
         self.num_classes = num_classes
+        self.total_steps = total_steps  # Of the run: schedules inside the method (EMA decay).
         self.net = self.build_net()
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict):
+        """ValueError naming the `config.method` field that this method cannot run with."""
 
     def build_net(self) -> nn.Module:
         raise NotImplementedError

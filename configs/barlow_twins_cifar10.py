@@ -1,0 +1,27 @@
+r"""Barlow Twins on CIFAR-10.
+
+ResNet-18 with the CIFAR stem on the CIFAR-10 image-folder tars
+(`ssl_jax.config.cifar10_config`, 1000 epochs, 10 of warm-up), with
+solo-learn's CIFAR recipe (92.10% online linear at 1000 epochs): projector
+2048-2048-2048, lambda 0.0051, loss scale 0.1, LARS lr 0.3 x B/256, weight
+decay 1e-4, batch 256, BYOL's views without blur.
+
+    python -m ssl_jax.main --config configs/barlow_twins_cifar10.py --workdir /tmp/barlow_twins_cifar10
+
+`:runlocal` is a seconds-long smoke run (tiny ResNet, 500 training images).
+"""
+
+from ssl_jax.config import cifar10_config, runlocal
+from ssl_jax.data import augment
+
+
+def get_config(arg: str | None = None):
+    config = cifar10_config("barlow_twins")
+    config.input.batch_size = 256
+    config.method.view, config.method.per_view = augment.byol_views(32, blur=False)
+    config.method.projector.update(dict(hidden_dim=2048, out_dim=2048, num_layers=3))
+    config.method.loss_scale = 0.1
+    config.optim.update(dict(name="lars", lr=0.3, lr_scaling="linear", weight_decay=1e-4))
+    if arg == "runlocal":
+        runlocal(config, train_limit=500)
+    return config

@@ -1,0 +1,46 @@
+"""Label-free health checks of a representation, logged during pretraining.
+
+RankMe (Garrido, Balestriero, Najman, LeCun, "RankMe: Assessing the downstream
+performance of pretrained self-supervised representations by their rank",
+ICML 2023, arXiv:2210.02885): the effective rank of a batch of embeddings
+Z `[N, D]` with singular values sigma_1..sigma_min(N,D),
+
+    p_k = sigma_k / ||sigma||_1 + eps,   RankMe(Z) = exp(-sum_k p_k log p_k)
+
+between 1 (every embedding on one line) and min(N, D) (a flat spectrum); eps = 1e-7.
+
+Collapse alarm (SimSiam, Chen & He 2021, arXiv:2011.10566, sec. 4.1): the std
+over the batch of each dimension of the l2-normalised embeddings, averaged over
+dimensions. Complete collapse gives 0; embeddings spread like a Gaussian give
+about 1/sqrt(D). Reported with its ratio to 1/sqrt(D).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ssl_jax.losses import l2_normalize
+
+RANKME_EPS = 1e-7
+
+
+def rankme(embeddings: jax.Array, eps: float = RANKME_EPS) -> jax.Array:
+    """exp(entropy of the l1-normalised singular values) of `[N, D]` embeddings, float32."""
+    sigma = jnp.linalg.svd(embeddings.astype(jnp.float32), compute_uv=False)
+    p = sigma / jnp.maximum(jnp.sum(sigma), 1e-30) + eps
+    return jnp.exp(-jnp.sum(p * jnp.log(p)))
+
+
+def normalized_std(embeddings: jax.Array) -> jax.Array:
+    """Mean over dimensions of the batch std of the l2-normalised embeddings."""
+    return jnp.mean(jnp.std(l2_normalize(embeddings), axis=0))
+
+
+def representation_metrics(features: jax.Array, embeddings: jax.Array) -> dict:
+    """RankMe of backbone features and of embeddings; the collapse alarm of embeddings.
+
+    Computed on stop-gradient inputs (monitoring only)."""
+    features, embeddings = jax.lax.stop_gradient((features, embeddings))
+    std = normalized_std(embeddings)
+    return {"rankme_features": rankme(features), "rankme_embeddings": rankme(embeddings),
+            "embedding_std": std,
+            "embedding_std_ratio": std * jnp.sqrt(jnp.float32(embeddings.shape[-1]))}
