@@ -81,15 +81,15 @@ def test_import_does_not_import_tensorflow(tmp_path):
     assert len(modules) > 20
 
 
-CONFIG_FILES = sorted(p.stem for p in (REPO / "configs").glob("*.py"))
+CONFIG_VARIANTS = [(p.stem, arg) for p in sorted((REPO / "configs").glob("*.py"))
+                   for arg in (None, "runlocal")] + [("mocov3_cifar10", "vit,runlocal")]
 
 
-@pytest.mark.parametrize("name", CONFIG_FILES)
-def test_every_config_file_and_its_runlocal_variant_validate(name, shared_data):
+@pytest.mark.parametrize("name,arg", CONFIG_VARIANTS)
+def test_every_config_file_and_its_runlocal_variant_validate(name, arg, shared_data):
     """Each config (and `:runlocal`) loads, names a known method, and passes the up-front
     checks, with the data it reads (TFDS configs: only their fields)."""
-    for arg in (None, "runlocal"):
-        config = load_config(name, arg)
-        if config.input.dataset != "tfds":
-            validate.validate(config)
-        assert config.method.name in methods.METHODS
+    config = load_config(name, arg)
+    if config.input.dataset != "tfds":
+        validate.validate(config)
+    assert config.method.name in methods.METHODS

@@ -125,3 +125,19 @@ def test_learning_rate_scaling():
     config.lr_scaling = "bogus"
     with pytest.raises(ValueError, match="lr_scaling"):
         optim.scaled_learning_rate(config, 256)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_frozen_parameters_never_move(name):
+    """`optim.frozen` (MoCo v3's fixed ViT patch projection): no update, no weight decay."""
+    config = optim.default_optim_config()
+    config.update(dict(name=name, weight_decay=0.1, frozen=("patch_embed", )))
+    tx = optim.build_optimizer(config, optax.constant_schedule(0.1))
+    params = {"backbone": {"patch_embed": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)},
+                           "block": {"kernel": jnp.ones((3, 2))}}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for leaf in jax.tree.leaves(updates["backbone"]["patch_embed"]):
+        assert not np.any(np.asarray(leaf))
+    assert np.abs(np.asarray(updates["backbone"]["block"]["kernel"])).min() > 0
+    assert optim.frozen_labels(params, ("patch_embed", ))["backbone"]["block"]["kernel"] == "train"
