@@ -1,0 +1,143 @@
+r"""One table for several methods on one dataset: every method's SSL encoder as a row,
+plus raw pixels, random init and supervised training from scratch on the same labels;
+test accuracy (%), mean ± std over seeds.
+
+    python bench/methods_table.py --dataset mnist --workdir /tmp/methods_mnist \
+        --methods simclr,mocov2,mocov3,byol,simsiam,directpred,barlow_twins,vicreg \
+        --seeds 0,1,2 --overrides "input.train_limit=10000,schedule.epochs=5"
+
+Runs `configs/<method>_<dataset>.py` for each method and seed (all its stages:
+pretrain, knn, linear_probe, finetune) in `WORKDIR/<method>/seed_<s>`, with the
+comma-separated `--overrides` (Python literals) applied to every config. A run
+whose `results.json` exists is not run again, so a stopped table resumes, and a
+stopped pretraining resumes from its checkpoint.
+
+The baselines do not depend on the method: raw pixels, the same backbone at its
+random initialisation (the backbone's initial parameters depend only on the seed)
+and the from-scratch fine-tuning on the same labels are taken from the first
+method's runs, and the other methods' copies are checked to agree.
+"""
+
+import ast
+import json
+import pathlib
+import time
+
+import numpy as np
+from absl import app, flags
+
+_DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset suffix of the config files.")
+_METHODS = flags.DEFINE_list("methods", ["simclr"], "Methods (config file prefixes).")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Root directory.")
+_OVERRIDES = flags.DEFINE_string("overrides", "", "key.path=literal,... for every config.")
+flags.mark_flags_as_required(["workdir"])
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BASELINES = ("raw_pixels", "random_init", "from_scratch")
+
+
+def parse_overrides(text: str) -> dict:
+    """"a.b=1,c.d=(0.2, 1.0)" -> {"a.b": 1, "c.d": (0.2, 1.0)}; commas inside brackets stay."""
+    pairs, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            pairs.append(current)
+            current = ""
+        else:
+            current += char
+    pairs.append(current)
+    out = {}
+    for pair in filter(str.strip, pairs):
+        key, _, value = pair.partition("=")
+        if not value:
+            raise ValueError(f"--overrides: {pair!r} is not key=value")
+        out[key.strip()] = ast.literal_eval(value.strip())
+    return out
+
+
+def method_config(method: str, seed: int, overrides: dict):
+    from ssl_jax.config import load_config_file
+
+    path = REPO / "configs" / f"{method}_{_DATASET.value}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"--methods {method} --dataset {_DATASET.value}: no {path}")
+    config = load_config_file(str(path))
+    config.seed = seed
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        section = config
+        for name in parents:
+            section = section[name]
+        if leaf not in section:
+            raise KeyError(f"--overrides: config has no field {key!r}")
+        section[leaf] = value
+    config.stages = ("pretrain", "knn", "linear_probe", "finetune")
+    return config
+
+
+def run_one(method: str, seed: int, overrides: dict) -> dict:
+    from ssl_jax import stages, validate
+
+    workdir = pathlib.Path(_WORKDIR.value) / method / f"seed_{seed}"
+    done = workdir / "results.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    config = method_config(method, seed, overrides)
+    validate.validate(config)
+    start = time.time()
+    results = stages.run_stages(config, workdir)
+    print(f"{method} seed {seed}: {time.time() - start:.0f} s", flush=True)
+    return results
+
+
+def cell(values: list[float]) -> str:
+    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}" if values else "-"
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    """Rows: each method's `ssl` row (renamed), then the baselines of the first method;
+    the from-scratch row fills only the fine-tuning column, the protocol it compares with."""
+    first = next(iter(results.values()))
+    rows = {method: [r["ssl"] for r in runs] for method, runs in results.items()}
+    for name in BASELINES:
+        rows[name] = [r[name] for r in first if name in r]
+    columns = list(dict.fromkeys(c for runs in rows.values() for r in runs for c in r))
+    lines = ["| representation | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for name, runs in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            cell([r[c] for r in runs if c in r]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def check_baselines_agree(results: dict[str, list[dict]]):
+    """raw pixels and random init must not depend on the method (same seed, same backbone)."""
+    methods = list(results)
+    for method in methods[1:]:
+        for first, other in zip(results[methods[0]], results[method]):
+            for name in ("raw_pixels", "random_init"):
+                for column, value in first.get(name, {}).items():
+                    if abs(other[name][column] - value) > 1e-6:
+                        print(f"warning: {name} {column} differs between {methods[0]} "
+                              f"({value:.4f}) and {method} ({other[name][column]:.4f})")
+
+
+def main(argv):
+    del argv
+    overrides = parse_overrides(_OVERRIDES.value)
+    results = {method: [run_one(method, int(seed), overrides) for seed in _SEEDS.value]
+               for method in _METHODS.value}
+    check_baselines_agree(results)
+    text = table(results)
+    root = pathlib.Path(_WORKDIR.value)
+    (root / "table.json").write_text(json.dumps(
+        {"dataset": _DATASET.value, "seeds": _SEEDS.value, "overrides": _OVERRIDES.value,
+         "results": results, "table": text}, indent=2))
+    print(f"\n{_DATASET.value}, seeds {_SEEDS.value}, overrides {_OVERRIDES.value!r}\n{text}")
+
+
+if __name__ == "__main__":
+    app.run(main)
