@@ -52,34 +52,52 @@ def warmup_cosine(peak: float, total_steps: int, warmup_steps: int,
         decay_steps=max(total_steps, warmup_steps + 1), end_value=peak * final_fraction)
 
 
-def build_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule
-                    ) -> optax.GradientTransformation:
-    """The optimizer named by `config.optim.name`, with masked weight decay.
-
-    Fields read: name, weight_decay, momentum (lars, sgd), nesterov (sgd),
-    trust_coefficient (lars), b1, b2 (adamw), grad_clip_norm (0 disables), frozen
-    (path fragments of parameters kept at their initial value, `frozen_labels`).
-    """
+def base_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule
+                   ) -> optax.GradientTransformation:
+    """The optimizer named by `config.optim.name` with masked weight decay (module docstring)."""
     name = optim.name
     if name == "lars":
-        tx = optax.lars(schedule, weight_decay=optim.weight_decay, weight_decay_mask=decay_mask,
-                        trust_coefficient=optim.trust_coefficient,
-                        trust_ratio_mask=decay_mask, momentum=optim.momentum)
-    elif name == "adamw":
-        tx = optax.adamw(schedule, b1=optim.b1, b2=optim.b2,
-                         weight_decay=optim.weight_decay, mask=decay_mask)
-    elif name == "sgd":
-        tx = optax.chain(
+        return optax.lars(schedule, weight_decay=optim.weight_decay,
+                          weight_decay_mask=decay_mask, trust_coefficient=optim.trust_coefficient,
+                          trust_ratio_mask=decay_mask, momentum=optim.momentum)
+    if name == "adamw":
+        return optax.adamw(schedule, b1=optim.b1, b2=optim.b2,
+                           weight_decay=optim.weight_decay, mask=decay_mask)
+    if name == "sgd":
+        return optax.chain(
             optax.add_decayed_weights(optim.weight_decay, mask=decay_mask),
             optax.sgd(schedule, momentum=optim.momentum or None, nesterov=optim.nesterov))
-    else:
-        raise ValueError(f"config.optim.name={name!r}: unknown optimizer; "
-                         f"expected one of {OPTIMIZERS}")
+    raise ValueError(f"config.optim.name={name!r}: unknown optimizer; expected one of {OPTIMIZERS}")
+
+
+def build_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule,
+                    peak_lr: float | None = None) -> optax.GradientTransformation:
+    """The optimizer of `config.optim`, following `schedule`, with two parameter groups:
+
+    frozen       paths containing a fragment of `optim.frozen`: never updated, no
+                 weight decay. MoCo v3 keeps a ViT's random patch projection fixed
+                 for stability (Chen, Xie, He 2021, sec. 4.2): `("patch_embed",)`.
+    constant_lr  paths containing a fragment of `optim.constant_lr`: the same
+                 optimizer at the constant rate `peak_lr`, no warm-up or decay.
+                 SimSiam's `--fix-pred-lr` (Chen & He 2021, sec. 4.3): `("predictor",)`.
+
+    Fields read: name, weight_decay, momentum (lars, sgd), nesterov (sgd),
+    trust_coefficient (lars), b1, b2 (adamw), grad_clip_norm (0 disables; over all
+    gradients), frozen, constant_lr.
+    """
+    groups = {"train": base_optimizer(optim, schedule)}
+    if optim.constant_lr:
+        if peak_lr is None:
+            raise ValueError("config.optim.constant_lr needs the peak learning rate")
+        groups["constant_lr"] = base_optimizer(optim, optax.constant_schedule(peak_lr))
+    if optim.frozen:
+        groups["frozen"] = optax.set_to_zero()
+    tx = groups["train"]
+    if len(groups) > 1:
+        tx = optax.multi_transform(groups, functools.partial(
+            parameter_groups, frozen=optim.frozen, constant_lr=optim.constant_lr))
     if optim.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
-    if optim.frozen:
-        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                                   functools.partial(frozen_labels, fragments=optim.frozen))
     return tx
 
 
@@ -88,15 +106,17 @@ def param_path(path) -> str:
     return "/".join(str(getattr(key, "key", key)) for key in path)
 
 
-def frozen_labels(params, fragments) -> dict:
-    """"frozen" for the parameters whose path contains one of `fragments`, else "train".
-
-    `config.optim.frozen=("patch_embed",)` keeps a ViT's random patch projection
-    fixed, as MoCo v3 does for stability (Chen, Xie, He 2021, sec. 4.2): no update,
-    no weight decay."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen" if any(f in param_path(path) for f in fragments) else "train",
-        params)
+def parameter_groups(params, frozen=(), constant_lr=()) -> dict:
+    """"frozen", "constant_lr" or "train" for each parameter, by path fragments
+    (`build_optimizer`); frozen wins over constant_lr."""
+    def group(path, _):
+        name = param_path(path)
+        if any(f in name for f in frozen):
+            return "frozen"
+        if any(f in name for f in constant_lr):
+            return "constant_lr"
+        return "train"
+    return jax.tree_util.tree_map_with_path(group, params)
 
 
 def default_optim_config() -> ml_collections.ConfigDict:
@@ -104,4 +124,4 @@ def default_optim_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="lars", lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
         nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, grad_clip_norm=0.0,
-        frozen=()))
+        frozen=(), constant_lr=()))

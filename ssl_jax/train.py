@@ -58,7 +58,7 @@ def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None) -> Ru
     peak = optim.scaled_learning_rate(config.optim, config.input.batch_size)
     schedule = optim.warmup_cosine(peak, total_steps, warmup_steps, s.final_lr_fraction)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-    return Run(config, method, mesh, pipeline, optim.build_optimizer(config.optim, schedule),
+    return Run(config, method, mesh, pipeline, optim.build_optimizer(config.optim, schedule, peak),
                schedule, total_steps, init_rng, train_rng)
 
 

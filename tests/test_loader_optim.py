@@ -140,4 +140,23 @@ def test_frozen_parameters_never_move(name):
     for leaf in jax.tree.leaves(updates["backbone"]["patch_embed"]):
         assert not np.any(np.asarray(leaf))
     assert np.abs(np.asarray(updates["backbone"]["block"]["kernel"])).min() > 0
-    assert optim.frozen_labels(params, ("patch_embed", ))["backbone"]["block"]["kernel"] == "train"
+    assert optim.parameter_groups(params, frozen=("patch_embed", ))["backbone"]["block"][
+        "kernel"] == "train"
+
+
+def test_constant_lr_group_keeps_the_peak_rate():
+    """`optim.constant_lr` (SimSiam's fixed predictor rate): plain SGD updates are
+    -lr * grad, so the group's update stays -peak * grad while the rest follows the schedule."""
+    config = optim.default_optim_config()
+    config.update(dict(name="sgd", momentum=0.0, weight_decay=0.0, constant_lr=("predictor", )))
+    schedule = optax.linear_schedule(0.5, 0.0, transition_steps=10)
+    tx = optim.build_optimizer(config, schedule, peak_lr=0.5)
+    params = {"predictor": {"kernel": jnp.ones((2, 2))}, "backbone": {"kernel": jnp.ones((2, 2))}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = tx.init(params)
+    for step in range(6):
+        updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates["predictor"]["kernel"], -0.5)
+    np.testing.assert_allclose(updates["backbone"]["kernel"], -0.5 * (1 - 5 / 10), rtol=1e-6)
+    with pytest.raises(ValueError, match="constant_lr needs the peak"):
+        optim.build_optimizer(config, schedule)
