@@ -98,9 +98,11 @@ def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_coll
     """Shrink any config to a seconds-long CPU smoke run (tests, notebooks): tiny
     model and heads, batch 64, a handful of steps, every interval small enough to fire."""
     config.model.update(dict(widths=(8, 16), width=8))
-    config.method.projector.update(dict(hidden_dim=32, out_dim=16))
-    if "predictor" in config.method:
-        config.method.predictor.hidden_dim = 32
+    for head in ("projector", "predictor", "head"):
+        if head in config.method:
+            config.method[head].hidden_dim = 32
+    if "projector" in config.method:
+        config.method.projector.out_dim = 16
     config.input.batch_size = 64
     config.input.train_limit = train_limit
     config.schedule.steps = 6

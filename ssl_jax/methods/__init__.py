@@ -6,14 +6,15 @@ from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.directpred import DirectPred
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
-from ssl_jax.methods.redundancy import VICReg, BarlowTwins
+from ssl_jax.methods.redundancy import BarlowTwins, VICReg
+from ssl_jax.methods.rotation import Rotation
 from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.supervised import Supervised
 
 METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "mocov3": MoCoV3, "byol": BYOL,
            "simsiam": SimSiam, "directpred": DirectPred, "barlow_twins": BarlowTwins,
-           "vicreg": VICReg, "supervised": Supervised}
+           "vicreg": VICReg, "rotation": Rotation, "supervised": Supervised}
 
 
 def build(config: ml_collections.ConfigDict, num_classes: int, total_steps: int = 1) -> Method:

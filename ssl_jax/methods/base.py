@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import losses
 from ssl_jax.data import augment
 
 Variables = dict
@@ -34,6 +35,16 @@ Variables = dict
 def normalize(images: jax.Array, mean, std) -> jax.Array:
     """(x - mean) / std per channel, for float images in [0, 1]."""
     return (images - jnp.asarray(mean, images.dtype)) / jnp.asarray(std, images.dtype)
+
+
+def online_probe_loss(config, probe_logits: jax.Array, labels: jax.Array):
+    """Cross-entropy of the online linear probe (on stop-gradient features), tiled over
+    views when `probe_logits` has several rows per label; zero when disabled."""
+    if not config.method.online_probe:
+        return jnp.float32(0.0), {}
+    num_views = probe_logits.shape[0] // labels.shape[0]
+    loss, accuracy = losses.classification_loss(probe_logits, jnp.tile(labels, num_views))
+    return loss, {"probe_loss": loss, "probe_accuracy": accuracy}
 
 
 class Method:

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax import diagnostics, ema, losses
+from ssl_jax import diagnostics, ema
 from ssl_jax.data import augment
 from ssl_jax.methods import base
 from ssl_jax.models import build_backbone
@@ -72,15 +72,6 @@ class SiameseNet(nn.Module):
 def mlp_head(head: ml_collections.ConfigDict, out_dim: int) -> MLPHead:
     return MLPHead(hidden_dim=head.hidden_dim, out_dim=out_dim, num_layers=head.num_layers,
                    last_bn=head.last_bn)
-
-
-def online_probe_loss(config, probe_logits: jax.Array, labels: jax.Array):
-    """Cross-entropy of the online probe on every view; zero when disabled."""
-    if not config.method.online_probe:
-        return jnp.float32(0.0), {}
-    num_views = probe_logits.shape[0] // labels.shape[0]
-    loss, accuracy = losses.classification_loss(probe_logits, jnp.tile(labels, num_views))
-    return loss, {"probe_loss": loss, "probe_accuracy": accuracy}
 
 
 def halves(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -210,7 +201,7 @@ class JointEmbedding(base.Method):
         x = self.two_views(view_rng, batch)
         online, batch_stats = self.online(params, variables, x)
         loss, extra, metrics = self.objective(params, variables, online, x, objective_rng, step)
-        probe, probe_metrics = online_probe_loss(self.config, online["probe_logits"],
+        probe, probe_metrics = base.online_probe_loss(self.config, online["probe_logits"],
                                                  batch["label"])
         metrics = {f"{self.config.method.name}_loss": loss, **metrics, **probe_metrics,
                    **diagnostics.representation_metrics(online["features"],
