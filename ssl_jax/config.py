@@ -97,7 +97,7 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
 def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_collections.ConfigDict:
     """Shrink any config to a seconds-long CPU smoke run (tests, notebooks): tiny
     model and heads, batch 64, a handful of steps, every interval small enough to fire."""
-    config.model.update(dict(widths=(8, 16), width=8))
+    config.model.update(dict(widths=(8, 16), width=8, depth=2, num_heads=2))
     for head in ("projector", "predictor", "head"):
         if head in config.method:
             config.method[head].hidden_dim = 32

@@ -360,3 +360,75 @@ def test_bfloat16_activations_float32_params(family):
         assert activation.dtype == jnp.bfloat16
     for leaf in jax.tree.leaves(state.get("batch_stats", {})):
         assert leaf.dtype == jnp.float32
+
+
+# --- Encoding a subset of patches; the masked-token predictor (MAE, I-JEPA) ------------------
+
+def _keep_with_padding(subset, pad: int):
+    """`subset` [B, K] padded with `pad` entries pointing at patch 0, marked invalid."""
+    batch = subset.shape[0]
+    keep = jnp.concatenate([subset, jnp.zeros((batch, pad), jnp.int32)], axis=1)
+    valid = jnp.concatenate([jnp.ones(subset.shape, bool), jnp.zeros((batch, pad), bool)], 1)
+    return keep, valid
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_vit_encodes_a_subset_of_patches_and_ignores_padding(pool):
+    module, x, variables, _ = tiny("vit")  # 16 patches
+    if pool == "gap":
+        module = module.clone(pool="gap")
+        variables = {"params": {k: v for k, v in variables["params"].items() if k != "cls"}}
+    run = jax.jit(functools.partial(module.apply, train=False, return_tokens=True))
+    order = jnp.asarray(np.stack([np.random.default_rng(i).permutation(16) for i in range(4)]),
+                        jnp.int32)
+    # All patches in any order: the same pooled feature, the tokens permuted with them.
+    full_pooled, full_tokens = run(variables, x)
+    pooled, tokens = run(variables, x, keep=order)
+    np.testing.assert_allclose(pooled, full_pooled, rtol=1e-5, atol=1e-5)
+    first = 1 if pool == "cls" else 0
+    np.testing.assert_allclose(
+        tokens[:, first:], jnp.take_along_axis(full_tokens[:, first:], order[:, :, None], 1),
+        rtol=1e-4, atol=1e-5)
+    # Five patches, then the same five padded with three invalid entries: same result.
+    subset = order[:, :5]
+    pooled_subset, tokens_subset = run(variables, x, keep=subset)
+    keep, valid = _keep_with_padding(subset, 3)
+    pooled_padded, tokens_padded = run(variables, x, keep=keep, keep_valid=valid)
+    np.testing.assert_allclose(pooled_padded, pooled_subset, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tokens_padded[:, :first + 5], tokens_subset, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(pooled_subset, full_pooled, atol=1e-3)  # the subset matters
+
+
+def test_masked_token_predictor_uses_context_and_positions_and_ignores_padding():
+    from ssl_jax.models.token_predictor import MaskedTokenPredictor
+
+    module = MaskedTokenPredictor(grid=(4, 4), width=16, depth=2, num_heads=2, out_dim=5)
+    rng = np.random.default_rng(0)
+    context = jnp.asarray(rng.normal(size=(2, 6, 12)), jnp.float32)
+    context_positions = jnp.asarray(np.stack([rng.permutation(16)[:6] for _ in range(2)]),
+                                    jnp.int32)
+    queries = jnp.asarray([[3, 7, 9], [0, 1, 15]], jnp.int32)
+    variables = module.init(jax.random.key(0), context, context_positions, queries)
+    run = jax.jit(module.apply)
+    out = run(variables, context, context_positions, queries)
+    assert out.shape == (2, 3, 5) and out.dtype == jnp.float32
+    # The context order does not matter (positions travel with the tokens).
+    flip = jnp.arange(5, -1, -1)
+    np.testing.assert_allclose(run(variables, context[:, flip], context_positions[:, flip],
+                                   queries), out, rtol=1e-5, atol=1e-5)
+    # Padding entries in the context and among the queries change nothing.
+    padded_context = jnp.concatenate([context, jnp.full((2, 2, 12), 9.0)], axis=1)
+    padded_positions = jnp.concatenate([context_positions, jnp.zeros((2, 2), jnp.int32)], 1)
+    context_valid = jnp.arange(8)[None].repeat(2, 0) < 6
+    padded_queries = jnp.concatenate([queries, jnp.full((2, 1), 4, jnp.int32)], axis=1)
+    query_valid = jnp.arange(4)[None].repeat(2, 0) < 3
+    padded = run(variables, padded_context, padded_positions, padded_queries,
+                 context_valid, query_valid)
+    np.testing.assert_allclose(padded[:, :3], out, rtol=1e-5, atol=1e-5)
+    # Each query's prediction follows its position: reordering queries reorders the
+    # outputs, other positions give other outputs; and it depends on the context tokens.
+    np.testing.assert_allclose(run(variables, context, context_positions, queries[:, ::-1]),
+                               out[:, ::-1], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(run(variables, context, context_positions, (queries + 1) % 16), out,
+                           atol=1e-3)
+    assert not np.allclose(run(variables, context * 2, context_positions, queries), out)

@@ -1,11 +1,14 @@
 """Backbone registry: `config.model` -> a Flax module `(x, train) -> [B, feature_dim]`.
 
 Fields of `config.model` (every config has all of them, see `default_model_config`):
-  name                convnet | resnet18 | resnet50 | vit_ti | vit_s | vit_b
+  name                convnet | mlp | resnet18 | resnet50 | vit_ti | vit_s | vit_b | vit
   dtype               computation dtype, 'float32' or 'bfloat16' (params stay float32)
-  widths              convnet: channels per stage
+  widths              convnet: channels per stage; mlp: hidden sizes, the last is the bottleneck
   stem                resnet: 'cifar' (3x3, stride 1, no pool) or 'imagenet' (7x7/2 + pool)
-  width               resnet: channels of the first stage (64 = the standard network)
+  width               resnet: channels of the first stage (64 = the standard network);
+                      vit: token width (the named variants fix width, depth, num_heads)
+  depth, num_heads    vit: number of blocks and attention heads (a ViT of any size,
+                      e.g. the small ones a CPU can pretrain)
   zero_init_residual  resnet: zero the last BN scale of each residual block
   patch_size          vit: side of the square patches (must divide the image size)
   pool                vit: 'cls' (CLS token) or 'gap' (mean of the patch tokens)
@@ -24,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.models.convnet import ConvNet
+from ssl_jax.models.mlp import MLPEncoder
 from ssl_jax.models.resnet import resnet18, resnet50
 from ssl_jax.models.vit import VARIANTS, ViT
 
@@ -40,14 +44,17 @@ class Backbone:
 
 _RESNET_FIELDS = ("stem", "width", "zero_init_residual")
 _VIT_FIELDS = ("patch_size", "pool", "posemb")
+_VIT_SIZE_FIELDS = ("width", "depth", "num_heads")
 
 BACKBONES = {
     "convnet": Backbone(ConvNet, ("widths",)),
+    "mlp": Backbone(MLPEncoder, ("widths",)),
     "resnet18": Backbone(resnet18, _RESNET_FIELDS),
     "resnet50": Backbone(resnet50, _RESNET_FIELDS),
     "vit_ti": Backbone(functools.partial(ViT, **VARIANTS["ti"]), _VIT_FIELDS),
     "vit_s": Backbone(functools.partial(ViT, **VARIANTS["s"]), _VIT_FIELDS),
     "vit_b": Backbone(functools.partial(ViT, **VARIANTS["b"]), _VIT_FIELDS),
+    "vit": Backbone(ViT, _VIT_FIELDS + _VIT_SIZE_FIELDS),
 }
 
 
@@ -78,8 +85,11 @@ def feature_dim(config: ml_collections.ConfigDict) -> int:
 
 
 def default_model_config(name: str = "convnet") -> ml_collections.ConfigDict:
-    """Every `config.model` field with its default, for the backbone `name`."""
+    """Every `config.model` field with its default, for the backbone `name` (`vit`: the
+    ViT-Ti size)."""
     _check_name(name)
     return ml_collections.ConfigDict(dict(
-        name=name, dtype="float32", widths=(32, 64, 128), stem="cifar", width=64,
-        zero_init_residual=False, patch_size=16, pool="cls", posemb="learn"))
+        name=name, dtype="float32", widths=(32, 64, 128), stem="cifar",
+        width=VARIANTS["ti"]["width"] if name == "vit" else 64, zero_init_residual=False,
+        patch_size=16, pool="cls", posemb="learn", depth=VARIANTS["ti"]["depth"],
+        num_heads=VARIANTS["ti"]["num_heads"]))

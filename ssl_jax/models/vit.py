@@ -12,6 +12,13 @@ patch positions before masking the same way). `posemb='sincos2d'` are the fixed
 `return_tokens=True` returns `(feature, tokens)` with every final token
 (`[B, 1 + N, D]` with CLS first, or `[B, N, D]`), for MAE and I-JEPA.
 
+Encoding a subset of the patches (MAE's visible patches, I-JEPA's context block):
+`keep` `[B, K]` int indices into the N patches (raster order) selects, per
+example, which patch tokens (with their position embeddings) enter the blocks;
+`keep_valid` `[B, K]` bool marks padding entries (False) that no token attends
+to and that 'gap' pooling skips, so subsets of varying size share one static
+shape. The CLS token, when present, is always kept.
+
 Variants (`VARIANTS`): Ti (192 wide, 12 deep, 3 heads), S (384, 12, 6),
 B (768, 12, 12). `TransformerBlock` is shared with the text Transformer.
 """
@@ -100,7 +107,8 @@ class ViT(nn.Module):
         return self.width
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool, return_tokens: bool = False
+    def __call__(self, x: jax.Array, train: bool, return_tokens: bool = False,
+                 keep: jax.Array | None = None, keep_valid: jax.Array | None = None
                  ) -> jax.Array | tuple[jax.Array, jax.Array]:
         if self.pool not in POOLS:
             raise ValueError(f"ViT pool={self.pool!r}: expected one of {list(POOLS)}")
@@ -119,12 +127,21 @@ class ViT(nn.Module):
         else:
             pos = jnp.asarray(sincos_2d(h, w, d))[None]
         x = x + pos.astype(self.dtype)
+        if keep is not None:
+            x = jnp.take_along_axis(x, keep[:, :, None], axis=1)
+        valid = jnp.ones(x.shape[:2], bool) if keep_valid is None else keep_valid
         if self.pool == "cls":
             cls = self.param("cls", nn.initializers.zeros, (1, 1, d))
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (n, 1, d)), x], axis=1)
+            valid = jnp.concatenate([jnp.ones((n, 1), bool), valid], axis=1)
+        mask = None if keep_valid is None else valid[:, None, None, :]
         for i in range(self.depth):
             x = TransformerBlock(self.num_heads, self.mlp_ratio, dtype=self.dtype,
-                                 name=f"block{i}")(x)
+                                 name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-        pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
+        if self.pool == "cls":
+            pooled = x[:, 0]
+        else:
+            weights = valid.astype(x.dtype)[:, :, None]
+            pooled = jnp.sum(x * weights, axis=1) / jnp.sum(weights, axis=1)
         return (pooled, x) if return_tokens else pooled
