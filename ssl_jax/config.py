@@ -94,15 +94,22 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
     return module.get_config(arg)
 
 
+def method_sections(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+    """`config.method`, and each task's section of a multi-task method."""
+    tasks = list(config.method.tasks.values()) if "tasks" in config.method else []
+    return [config.method, *tasks]
+
+
 def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_collections.ConfigDict:
     """Shrink any config to a seconds-long CPU smoke run (tests, notebooks): tiny
     model and heads, batch 64, a handful of steps, every interval small enough to fire."""
     config.model.update(dict(widths=(8, 16), width=8, depth=2, num_heads=2))
-    for head in ("projector", "predictor", "head"):
-        if head in config.method:
-            config.method[head].hidden_dim = 32
-    if "projector" in config.method:
-        config.method.projector.out_dim = 16
+    for section in method_sections(config):
+        for head in ("projector", "predictor", "head"):
+            if head in section:
+                section[head].hidden_dim = 32
+        if "projector" in section:
+            section.projector.out_dim = 16
     config.input.batch_size = 64
     config.input.train_limit = train_limit
     config.schedule.steps = 6
@@ -118,7 +125,9 @@ def handwritten_digits(config: ml_collections.ConfigDict) -> ml_collections.Conf
     """Settings shared by the grayscale digit datasets (sklearn digits, MNIST): crops
     of 30-100% of the area and no flips (digits are not mirror-symmetric), AdamW at
     2e-3 with no batch scaling."""
-    config.method.view.update(dict(crop_scale=(0.3, 1.0), flip_prob=0.0))
+    for section in method_sections(config):
+        if "view" in section:
+            section.view.update(dict(crop_scale=(0.3, 1.0), flip_prob=0.0))
     config.finetune.view.flip_prob = 0.0
     config.optim.update(dict(name="adamw", lr=2e-3, lr_scaling="none", weight_decay=1e-4))
     return config
