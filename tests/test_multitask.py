@@ -49,16 +49,16 @@ def test_gradient_is_the_weighted_sum_of_the_task_gradients(digits, weights):
     run, state = built(config, digits, 1)
     batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
     rng = jax.random.key(3)
-    grads = jax.grad(lambda p: run.method.loss(p, state.variables(), batch, rng, 0)[0])(
-        state.params)
+    total_loss = lambda p: run.method.loss(p, state.variables(), batch, rng, 0)[0]  # noqa: E731
+    grads = jax.jit(jax.grad(total_loss))(state.params)
     expected_backbone = None
     weight_of = dict(zip(("simclr", "rotation"), weights))
     for index, task in enumerate(run.method.tasks):  # the rng of task i is fold_in(rng, i)
         weight = weight_of[task]
         method = run.method.methods[task]
         params, variables = run.method.task_variables(state.params, state.variables(), task)
-        task_grads = jax.grad(lambda p: method.loss(
-            p, variables, batch, jax.random.fold_in(rng, index), 0)[0])(params)
+        task_grads = jax.jit(jax.grad(lambda p: method.loss(
+            p, variables, batch, jax.random.fold_in(rng, index), 0)[0]))(params)
         own = jax.tree.map(lambda g: weight * g,
                            {k: v for k, v in task_grads.items() if k != "backbone"})
         if weight:
