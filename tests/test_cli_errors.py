@@ -82,7 +82,10 @@ def test_import_does_not_import_tensorflow(tmp_path):
 
 
 CONFIG_VARIANTS = [(p.stem, arg) for p in sorted((REPO / "configs").glob("*.py"))
-                   for arg in (None, "runlocal")] + [("mocov3_cifar10", "vit,runlocal")]
+                   for arg in (None, "runlocal")] + [("mocov3_cifar10", "vit,runlocal")] + [
+    (name, arg) for name in ("autoencoder_mnist", "denoising_autoencoder_mnist",
+                             "autoencoder_cifar10", "denoising_autoencoder_cifar10")
+    for arg in ("mlp", "mlp,runlocal")]
 
 
 @pytest.mark.parametrize("name,arg", CONFIG_VARIANTS)

@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from ssl_jax.methods.autoencoder import Autoencoder
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.context import ContextPrediction
@@ -18,6 +19,7 @@ from ssl_jax.methods.supervised import Supervised
 METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "mocov3": MoCoV3, "byol": BYOL,
            "simsiam": SimSiam, "directpred": DirectPred, "barlow_twins": BarlowTwins,
            "vicreg": VICReg, "rotation": Rotation, "context_prediction": ContextPrediction,
+           "autoencoder": Autoencoder, "denoising_autoencoder": Autoencoder,
            "multitask": MultiTask, "mae": MAE, "supervised": Supervised}
 
 

@@ -72,15 +72,22 @@ class Method:
         x = augment.center_view(images, self.config.input.image_size)
         return normalize(x, self.config.input.mean, self.config.input.std)
 
+    def view_pixels(self, rng: jax.Array, batch: dict, view: ml_collections.ConfigDict,
+                    index: int = 0) -> jax.Array:
+        """Augmented view number `index` of a raw batch in [0, 1] pixel units (per-example
+        keys from `rng`): from `image` on the device, or from the host's crop `crops[:, index]`."""
+        if "crops" in batch:
+            return augment.augment_view(rng, batch["crops"][:, index], view, crop=False)
+        return augment.augment_view(rng, batch["image"], view)
+
     def view(self, rng: jax.Array, batch: dict, view: ml_collections.ConfigDict,
              index: int = 0) -> jax.Array:
-        """Augmented, normalised view number `index` of a raw batch (per-example keys
-        from `rng`): from `image` on the device, or from the host's crop `crops[:, index]`."""
-        if "crops" in batch:
-            x = augment.augment_view(rng, batch["crops"][:, index], view, crop=False)
-        else:
-            x = augment.augment_view(rng, batch["image"], view)
-        return normalize(x, self.config.input.mean, self.config.input.std)
+        """`view_pixels`, normalised: the network's input."""
+        return self.normalize(self.view_pixels(rng, batch, view, index))
+
+    def normalize(self, pixels: jax.Array) -> jax.Array:
+        """[0, 1] pixels -> the network's input units (`config.input.mean/std`)."""
+        return normalize(pixels, self.config.input.mean, self.config.input.std)
 
     @staticmethod
     def images(batch: dict) -> jax.Array:
