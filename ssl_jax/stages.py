@@ -117,9 +117,8 @@ def finetune(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> di
     labelled = labels_per_class_subset(dataset.train_labels,
                                               config.finetune.labels_per_class, config.seed)
     few = dataset.subset_train(labelled)
-    _, pretrained = load_pretrained(config, workdir, dataset)
-    backbone = {"params": pretrained["params"]["backbone"],
-                "batch_stats": pretrained["batch_stats"].get("backbone", {})}
+    pretrain_run, pretrained = load_pretrained(config, workdir, dataset)
+    backbone = pretrain_run.method.backbone_variables(pretrained)
     ft_config = finetune_config(config)
     budget = budget_name(config.finetune.labels_per_class)
     results = {}

@@ -7,6 +7,7 @@ from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.context import ContextPrediction
 from ssl_jax.methods.directpred import DirectPred
+from ssl_jax.methods.ijepa import IJEPA
 from ssl_jax.methods.mae import MAE
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
 from ssl_jax.methods.multitask import MultiTask
@@ -20,7 +21,7 @@ METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "mocov3": MoCoV3, "byol": BYOL,
            "simsiam": SimSiam, "directpred": DirectPred, "barlow_twins": BarlowTwins,
            "vicreg": VICReg, "rotation": Rotation, "context_prediction": ContextPrediction,
            "autoencoder": Autoencoder, "denoising_autoencoder": Autoencoder,
-           "multitask": MultiTask, "mae": MAE, "supervised": Supervised}
+           "multitask": MultiTask, "mae": MAE, "ijepa": IJEPA, "supervised": Supervised}
 
 
 def build(config: ml_collections.ConfigDict, num_classes: int, total_steps: int = 1) -> Method:

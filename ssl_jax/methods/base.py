@@ -114,6 +114,13 @@ class Method:
         """Updates outside the gradient step (EMA targets, queues); identity by default."""
         return variables
 
+    def backbone_variables(self, variables: Variables) -> dict:
+        """The pretrained backbone that fine-tuning starts from (`params` and `batch_stats`
+        of the `backbone` module); a method whose evaluated encoder is another copy (an EMA
+        target) says so here."""
+        return {"params": variables["params"]["backbone"],
+                "batch_stats": variables["batch_stats"].get("backbone", {})}
+
     def features(self, variables: Variables, images: jax.Array) -> jax.Array:
         """Backbone features (never the projector) of uint8 images, in eval mode."""
         out, _ = self.apply(variables["params"], variables, self.preprocess(images),
