@@ -20,19 +20,15 @@ library's choice, not a paper's recipe.
 training images).
 """
 
-from ssl_jax.config import cifar10_config, runlocal
-from ssl_jax.models import default_model_config
+import pathlib
+
+from ssl_jax.config import load_config_file
+from ssl_jax.methods.autoencoder import DEFAULT_CORRUPTION
 
 
 def get_config(arg: str | None = None):
-    args = set((arg or "").split(","))
-    config = cifar10_config("denoising_autoencoder")
-    config.model = default_model_config("mlp" if "mlp" in args else "convnet")
-    config.model.widths = (1024, 512, 128) if "mlp" in args else (64, 128, 256)
-    config.input.batch_size = 256
-    config.schedule.epochs = 100.0
-    config.schedule.warmup_epochs = 5.0
-    config.optim.update(dict(name="adamw", lr=1e-3, lr_scaling="none", weight_decay=1e-4))
-    if "runlocal" in args:
-        runlocal(config, train_limit=500)
+    """configs/autoencoder_cifar10.py (with the same `arg`), corrupted by masking noise."""
+    config = load_config_file(str(pathlib.Path(__file__).with_name("autoencoder_cifar10.py")), arg)
+    config.method.name = "denoising_autoencoder"
+    config.method.corruption.update(DEFAULT_CORRUPTION["denoising_autoencoder"])
     return config

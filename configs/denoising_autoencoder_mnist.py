@@ -19,16 +19,15 @@ mean squared error to the clean view, in normalised pixel units.
 training images).
 """
 
-from ssl_jax.config import mnist_config, runlocal
-from ssl_jax.models import default_model_config
+import pathlib
+
+from ssl_jax.config import load_config_file
+from ssl_jax.methods.autoencoder import DEFAULT_CORRUPTION
 
 
 def get_config(arg: str | None = None):
-    args = set((arg or "").split(","))
-    config = mnist_config("denoising_autoencoder")
-    if "mlp" in args:
-        config.model = default_model_config("mlp")
-        config.model.widths = (512, 256, 64)
-    if "runlocal" in args:
-        runlocal(config, train_limit=1000)
+    """configs/autoencoder_mnist.py (with the same `arg`), corrupted by masking noise."""
+    config = load_config_file(str(pathlib.Path(__file__).with_name("autoencoder_mnist.py")), arg)
+    config.method.name = "denoising_autoencoder"
+    config.method.corruption.update(DEFAULT_CORRUPTION["denoising_autoencoder"])
     return config

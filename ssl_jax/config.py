@@ -71,12 +71,9 @@ def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 
     finetune_optim.update(dict(name="adamw", lr=1e-3, lr_scaling="none", weight_decay=1e-4))
     c.finetune = ml_collections.ConfigDict(dict(
         labels_per_class=10, batch_size=64, from_scratch_baseline=True,
-        view=augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
-                                 crop_scale=(0.5, 1.0)),
+        view=augment.crop_flip_view(image_size, crop_scale=(0.5, 1.0)),
         optim=finetune_optim,
         schedule=dict(steps=500, epochs=0.0, warmup_epochs=0.0, final_lr_fraction=0.0)))
-    c.finetune.view.grayscale_prob = 0.0
-    c.finetune.view.jitter_prob = 0.0
     c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3))
     c.log = ml_collections.ConfigDict(dict(every_steps=50))
     c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))

@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import metrics, sharding, train, validate
+from ssl_jax import metrics, train, validate
 from ssl_jax.config import base_config, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods.context import (CHANNEL_NOISE_SCALE, drop_channels, patch_pair_corners,
                                      sample_patch_pairs)
-from test_joint_methods import assert_trees_close, built, digits, tiny_config  # noqa: F401
+from test_joint_methods import (assert_one_device_equals_eight, built, digits,  # noqa: F401
+                                tiny_config)
 from test_train import load_config
 
 
@@ -134,17 +135,7 @@ def test_loss_is_the_cross_entropy_of_the_head_logits(digits):  # noqa: F811
 
 
 def test_one_device_equals_eight_devices(digits):  # noqa: F811
-    config = geometry_config()
-    results = []
-    for num_devices in (1, 8):
-        run, state = built(config, digits, num_devices)
-        batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-        rng = jax.random.fold_in(run.train_rng, 0)
-        loss, _, grads = jax.device_get(jax.jit(
-            lambda s, b, r: train.loss_and_grads(run.method, s, b, r))(state, batch, rng))
-        results.append((loss, grads))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-    assert_trees_close(results[0][1], results[1][1])
+    assert_one_device_equals_eight(geometry_config(), digits)
 
 
 def test_position_classifier_learns_on_mnist(shared_data, tmp_path):

@@ -263,6 +263,22 @@ def assert_trees_close(one, eight):
         a, b, rtol=1e-4, atol=max(1e-4 * np.abs(b).max(), floor)), one, eight)
 
 
+def first_batch_loss_and_grads(run, state):
+    """`train.loss_and_grads` on the run's first global batch with the step-0 key, jitted."""
+    batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
+    rng = jax.random.fold_in(run.train_rng, 0)
+    fn = jax.jit(lambda s, b, r: train.loss_and_grads(run.method, s, b, r))
+    return jax.device_get(fn(state, batch, rng))
+
+
+def assert_one_device_equals_eight(config, dataset):
+    """The same global batch and key on 1 and 8 devices give the same loss and gradients."""
+    (loss1, _, grads1), (loss8, _, grads8) = (
+        first_batch_loss_and_grads(*built(config, dataset, n)) for n in (1, 8))
+    np.testing.assert_allclose(loss1, loss8, rtol=1e-5)
+    assert_trees_close(grads1, grads8)
+
+
 @pytest.mark.parametrize("method", JOINT)
 def test_one_device_equals_eight_devices(digits, method):
     """Same global batch: same loss, gradients and next state (incl. targets, queue)."""
@@ -272,10 +288,8 @@ def test_one_device_equals_eight_devices(digits, method):
     results = []
     for num_devices in (1, 8):
         run, state = built(config, digits, num_devices)
+        loss, (_, _, step_metrics), grads = first_batch_loss_and_grads(run, state)
         batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-        rng = jax.random.fold_in(run.train_rng, 0)
-        fn = jax.jit(lambda s, b, r: train.loss_and_grads(run.method, s, b, r))
-        loss, (_, _, step_metrics), grads = jax.device_get(fn(state, batch, rng))
         new_state, _ = train.make_step(run)(state, batch)
         results.append((loss, grads, jax.device_get(new_state.variables())))
     (loss1, grads1, vars1), (loss8, grads8, vars8) = results

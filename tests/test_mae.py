@@ -16,7 +16,7 @@ from ssl_jax.data import sources
 from ssl_jax.methods.mae import masked_patch_loss, normalize_patches, patchify, random_masking
 from ssl_jax.models import default_model_config
 from ssl_jax.models.vit import ViT
-from test_joint_methods import assert_trees_close, built, digits  # noqa: F401
+from test_joint_methods import assert_one_device_equals_eight, built, digits  # noqa: F401
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -200,17 +200,8 @@ def test_step_compiles_once(digits):  # noqa: F811
     assert len(set(losses)) == 3 and np.all(np.isfinite(losses))
 
 
-def test_one_device_equals_eight_devices(digits, tiny_run):  # noqa: F811
-    results = []
-    for num_devices in (1, 8):
-        run, state = tiny_run if num_devices == 1 else built(tiny_config(), digits, 8)
-        batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-        rng = jax.random.fold_in(run.train_rng, 0)
-        loss, _, grads = jax.device_get(jax.jit(
-            lambda s, b, r: train.loss_and_grads(run.method, s, b, r))(state, batch, rng))
-        results.append((loss, grads))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-    assert_trees_close(results[0][1], results[1][1])
+def test_one_device_equals_eight_devices(digits):  # noqa: F811
+    assert_one_device_equals_eight(tiny_config(), digits)
 
 
 @pytest.mark.parametrize("field,value,message", [

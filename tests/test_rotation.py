@@ -1,16 +1,15 @@
 """RotNet rotation prediction: the rotated copies and their labels, 1 == 8 devices,
 and a short real run in which the rotation classifier learns."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import metrics, sharding, train
+from ssl_jax import metrics, train
 from ssl_jax.config import mnist_config, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods.rotation import all_rotations
-from test_joint_methods import assert_trees_close, built, digits, tiny_config  # noqa: F401
+from test_joint_methods import assert_one_device_equals_eight, digits, tiny_config  # noqa: F401
 
 
 def test_every_image_appears_in_all_four_rotations_with_its_label():
@@ -32,17 +31,7 @@ def test_non_square_views_are_refused():
 
 
 def test_one_device_equals_eight_devices(digits):  # noqa: F811
-    config = tiny_config("rotation")
-    results = []
-    for num_devices in (1, 8):
-        run, state = built(config, digits, num_devices)
-        batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-        rng = jax.random.fold_in(run.train_rng, 0)
-        loss, _, grads = jax.device_get(jax.jit(
-            lambda s, b, r: train.loss_and_grads(run.method, s, b, r))(state, batch, rng))
-        results.append((loss, grads))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-    assert_trees_close(results[0][1], results[1][1])
+    assert_one_device_equals_eight(tiny_config("rotation"), digits)
 
 
 def test_rotation_classifier_learns_on_mnist(shared_data, tmp_path):

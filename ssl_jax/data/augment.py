@@ -269,6 +269,17 @@ def simclr_view(out_size: int, jitter_strength: float = 1.0, blur_prob: float = 
         blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1, solarize_prob=0.0))
 
 
+def crop_flip_view(out_size: int, crop_scale: Interval = (0.5, 1.0), flip_prob: float = 0.5
+                   ) -> ml_collections.ConfigDict:
+    """Random-resized crop (+ horizontal flip) and nothing else: no colour jitter, grayscale,
+    blur or solarisation. The view of the pretext tasks that must not be solved from
+    colour cues, or whose targets are pixels (RotNet, context prediction, auto-encoders,
+    MAE, I-JEPA), and of fine-tuning."""
+    view = simclr_view(out_size, jitter_strength=0.0, blur_prob=0.0, crop_scale=crop_scale)
+    view.update(dict(jitter_prob=0.0, grayscale_prob=0.0, flip_prob=flip_prob))
+    return view
+
+
 def byol_views(out_size: int, blur: bool = True) -> tuple[ml_collections.ConfigDict,
                                                             ml_collections.ConfigDict]:
     """BYOL's asymmetric pair (Grill et al. 2020, arXiv:2006.07733, table 6): both views

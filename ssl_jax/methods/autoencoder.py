@@ -50,7 +50,6 @@ from ssl_jax.data import augment
 from ssl_jax.methods import base
 from ssl_jax.models import build_backbone
 from ssl_jax.models.decoders import DECODERS, build_decoder
-from ssl_jax.models.heads import LinearClassifier
 
 CORRUPTIONS = ("none", "gaussian", "masking", "salt_and_pepper")
 DEFAULT_CORRUPTION = {"autoencoder": dict(kind="none", amount=0.0),
@@ -75,24 +74,16 @@ def corrupt(rng: jax.Array, images: jax.Array, kind: str, amount: float) -> jax.
     raise ValueError(f"config.method.corruption.kind={kind!r}: expected one of {CORRUPTIONS}")
 
 
-class AutoencoderNet(nn.Module):
+class AutoencoderNet(base.ProbedNet):
     """Backbone (encoder) -> decoder, plus an online linear probe on detached codes."""
 
-    backbone: nn.Module
     decoder: nn.Module
-    num_classes: int
-
-    def setup(self):
-        self.probe = LinearClassifier(max(self.num_classes, 1))
-
-    def embed(self, x, train: bool):
-        return self.backbone(x, train=train)
 
     def __call__(self, x, train: bool):
         h = self.backbone(x, train=train)
         return dict(features=h,
                     reconstruction=self.decoder(h, x.shape[1:], train=train).astype(jnp.float32),
-                    probe_logits=self.probe(jax.lax.stop_gradient(h)))
+                    probe_logits=self.probe_logits(h))
 
 
 class Autoencoder(base.Method):
@@ -100,9 +91,7 @@ class Autoencoder(base.Method):
 
     @classmethod
     def default_config(cls, name: str, image_size: int) -> ml_collections.ConfigDict:
-        view = augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
-                                   crop_scale=(0.5, 1.0))
-        view.update(dict(jitter_prob=0.0, grayscale_prob=0.0))
+        view = augment.crop_flip_view(image_size, crop_scale=(0.5, 1.0))
         return ml_collections.ConfigDict(dict(
             name=name, online_probe=True, view=view,
             corruption=dict(DEFAULT_CORRUPTION[name])))

@@ -28,6 +28,7 @@ import ml_collections
 
 from ssl_jax import losses
 from ssl_jax.data import augment
+from ssl_jax.models.heads import LinearClassifier
 
 Variables = dict
 
@@ -45,6 +46,24 @@ def online_probe_loss(config, probe_logits: jax.Array, labels: jax.Array):
     num_views = probe_logits.shape[0] // labels.shape[0]
     loss, accuracy = losses.classification_loss(probe_logits, jnp.tile(labels, num_views))
     return loss, {"probe_loss": loss, "probe_accuracy": accuracy}
+
+
+class ProbedNet(nn.Module):
+    """Base of the methods' networks: a `backbone` whose features `embed` returns, and an
+    online linear `probe` (class logits) that `probe_logits` applies to detached features.
+    Subclasses add their heads as fields and write `__call__`."""
+
+    backbone: nn.Module
+    num_classes: int
+
+    def setup(self):
+        self.probe = LinearClassifier(max(self.num_classes, 1))
+
+    def embed(self, x, train: bool):
+        return self.backbone(x, train=train)
+
+    def probe_logits(self, features: jax.Array) -> jax.Array:
+        return self.probe(jax.lax.stop_gradient(features))
 
 
 class Method:

@@ -59,7 +59,7 @@ from ssl_jax import diagnostics, losses
 from ssl_jax.data import augment
 from ssl_jax.methods import base
 from ssl_jax.models import build_backbone
-from ssl_jax.models.heads import LinearClassifier, MLPHead
+from ssl_jax.models.heads import MLPHead
 
 # Grid step (row, col) from the centre cell to the neighbour of each label, raster order.
 NEIGHBOUR_STEPS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0),
@@ -129,19 +129,11 @@ def drop_channels(rng: jax.Array, patches: jax.Array) -> jax.Array:
     return keep * patches + (1 - keep) * noise
 
 
-class ContextNet(nn.Module):
+class ContextNet(base.ProbedNet):
     """Siamese backbone -> position classifier on the concatenated pair features, plus an
     online linear probe on detached whole-image features (eval-mode backbone)."""
 
-    backbone: nn.Module
     head: nn.Module
-    num_classes: int
-
-    def setup(self):
-        self.probe = LinearClassifier(max(self.num_classes, 1))
-
-    def embed(self, x, train: bool):
-        return self.backbone(x, train=train)
 
     def __call__(self, centre, neighbour, whole, train: bool):
         # First, so that it reads the running statistics that `features()` has now.
@@ -160,9 +152,7 @@ class ContextPrediction(base.Method):
         """The largest patches with jitter 1 and gap 3, so that patches never touch
         (gap > 2 jitter): 6 px on 28x28 MNIST, 8 px on 32x32 CIFAR; views under 11 px
         get gap 1 and no jitter."""
-        view = augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
-                                   crop_scale=(0.5, 1.0))
-        view.update(dict(jitter_prob=0.0, grayscale_prob=0.0))
+        view = augment.crop_flip_view(image_size, crop_scale=(0.5, 1.0))
         gap, jitter = (3, 1) if image_size >= grid_extent(1, 3, 1) else (1, 0)
         patch_size = (image_size - grid_extent(0, gap, jitter)) // 3
         return ml_collections.ConfigDict(dict(

@@ -53,7 +53,6 @@ from ssl_jax import diagnostics, ema
 from ssl_jax.data import augment
 from ssl_jax.methods import base, joint, multiblock
 from ssl_jax.models import build_backbone
-from ssl_jax.models.heads import LinearClassifier
 from ssl_jax.models.token_predictor import MaskedTokenPredictor
 from ssl_jax.models.vit import ViT
 
@@ -96,19 +95,11 @@ def prediction_loss(predictions: jax.Array, targets: jax.Array, valid: jax.Array
     return jnp.mean(per_block)
 
 
-class IJEPANet(nn.Module):
+class IJEPANet(base.ProbedNet):
     """Context encoder (the backbone on the context tokens) -> predictor of each target
     block, plus an online linear probe on given (target) features."""
 
-    backbone: nn.Module
     predictor: nn.Module
-    num_classes: int
-
-    def setup(self):
-        self.probe = LinearClassifier(max(self.num_classes, 1))
-
-    def embed(self, x, train: bool):
-        return self.backbone(x, train=train)
 
     def tokens(self, x, train: bool):
         """(mean-pooled features, every token) of the full image: the target encoder."""
@@ -129,7 +120,7 @@ class IJEPANet(nn.Module):
             masks["target_valid"].reshape(batch * blocks, length))
         return dict(context_features=context_features,
                     predictions=predictions.reshape(batch, blocks, length, -1),
-                    probe_logits=self.probe(jax.lax.stop_gradient(target_features)))
+                    probe_logits=self.probe_logits(target_features))
 
 
 class IJEPA(base.Method):
@@ -143,9 +134,7 @@ class IJEPA(base.Method):
 
     @classmethod
     def default_config(cls, name: str, image_size: int) -> ml_collections.ConfigDict:
-        view = augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
-                                   crop_scale=(0.3, 1.0))
-        view.update(dict(flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0))
+        view = augment.crop_flip_view(image_size, crop_scale=(0.3, 1.0), flip_prob=0.0)
         return ml_collections.ConfigDict(dict(
             name=name, online_probe=True, view=view,
             masks=dict(num_targets=4, target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5),

@@ -38,24 +38,16 @@ from ssl_jax import diagnostics, ema
 from ssl_jax.data import augment
 from ssl_jax.methods import base
 from ssl_jax.models import build_backbone
-from ssl_jax.models.heads import LinearClassifier, MLPHead
+from ssl_jax.models.heads import MLPHead
 
 TARGET_MODULES = ("backbone", "projector")
 
 
-class SiameseNet(nn.Module):
+class SiameseNet(base.ProbedNet):
     """Backbone -> projector [-> predictor], plus an online linear probe on detached features."""
 
-    backbone: nn.Module
     projector: nn.Module
     predictor: nn.Module | None
-    num_classes: int
-
-    def setup(self):
-        self.probe = LinearClassifier(max(self.num_classes, 1))
-
-    def embed(self, x, train: bool):
-        return self.backbone(x, train=train)
 
     def project(self, x, train: bool):
         """(h, z): backbone features and projector embeddings (what the target computes)."""
@@ -66,7 +58,7 @@ class SiameseNet(nn.Module):
         h, z = self.project(x, train)
         p = z if self.predictor is None else self.predictor(z, train=train)
         return dict(features=h, embeddings=z, predictions=p,
-                    probe_logits=self.probe(jax.lax.stop_gradient(h)))
+                    probe_logits=self.probe_logits(h))
 
 
 def mlp_head(head: ml_collections.ConfigDict, out_dim: int) -> MLPHead:

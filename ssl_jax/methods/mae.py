@@ -49,7 +49,6 @@ from ssl_jax import diagnostics
 from ssl_jax.data import augment
 from ssl_jax.methods import base
 from ssl_jax.models import DTYPES, build_backbone
-from ssl_jax.models.heads import LinearClassifier
 from ssl_jax.models.token_predictor import MaskedTokenPredictor
 
 VIT_BACKBONES = ("vit", "vit_ti", "vit_s", "vit_b")
@@ -94,25 +93,17 @@ def masked_patch_loss(predictions: jax.Array, targets: jax.Array, mask: jax.Arra
     return jnp.sum(per_patch * mask) / jnp.sum(mask)
 
 
-class MAENet(nn.Module):
+class MAENet(base.ProbedNet):
     """ViT encoder on the visible patches -> decoder at the masked ones; an online linear
     probe on the detached pooled encoding."""
 
-    backbone: nn.Module
     decoder: nn.Module
-    num_classes: int
-
-    def setup(self):
-        self.probe = LinearClassifier(max(self.num_classes, 1))
-
-    def embed(self, x, train: bool):
-        return self.backbone(x, train=train)
 
     def __call__(self, x, visible: jax.Array, masked: jax.Array, train: bool):
         pooled, tokens = self.backbone(x, train=train, return_tokens=True, keep=visible)
         patch_tokens = tokens[:, 1:] if self.backbone.pool == "cls" else tokens
         return dict(features=pooled, predictions=self.decoder(patch_tokens, visible, masked),
-                    probe_logits=self.probe(jax.lax.stop_gradient(pooled)))
+                    probe_logits=self.probe_logits(pooled))
 
 
 class MAE(base.Method):
@@ -121,9 +112,7 @@ class MAE(base.Method):
     def default_config(cls, name: str, image_size: int) -> ml_collections.ConfigDict:
         """The paper's pretraining setting: mask 75%, norm_pix, decoder 512 wide, 8 deep,
         16 heads; crops of 20-100% + flips, nothing else."""
-        view = augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
-                                   crop_scale=(0.2, 1.0))
-        view.update(dict(jitter_prob=0.0, grayscale_prob=0.0))
+        view = augment.crop_flip_view(image_size, crop_scale=(0.2, 1.0))
         return ml_collections.ConfigDict(dict(
             name=name, online_probe=True, view=view, mask_ratio=0.75, norm_pix_loss=True,
             decoder=dict(width=512, depth=8, num_heads=16)))

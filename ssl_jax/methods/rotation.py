@@ -26,7 +26,7 @@ from ssl_jax import diagnostics, losses
 from ssl_jax.data import augment
 from ssl_jax.methods import base
 from ssl_jax.models import build_backbone
-from ssl_jax.models.heads import LinearClassifier, MLPHead
+from ssl_jax.models.heads import MLPHead
 
 NUM_ROTATIONS = 4
 
@@ -42,32 +42,22 @@ def all_rotations(images: jax.Array) -> tuple[jax.Array, jax.Array]:
     return rotated, labels
 
 
-class RotationNet(nn.Module):
+class RotationNet(base.ProbedNet):
     """Backbone -> rotation classifier, plus an online linear probe on detached features."""
 
-    backbone: nn.Module
     head: nn.Module
-    num_classes: int
-
-    def setup(self):
-        self.probe = LinearClassifier(max(self.num_classes, 1))
-
-    def embed(self, x, train: bool):
-        return self.backbone(x, train=train)
 
     def __call__(self, x, train: bool):
         h = self.backbone(x, train=train)
         return dict(features=h, rotation_logits=self.head(h, train=train).astype(jnp.float32),
-                    probe_logits=self.probe(jax.lax.stop_gradient(h)))
+                    probe_logits=self.probe_logits(h))
 
 
 class Rotation(base.Method):
 
     @classmethod
     def default_config(cls, name: str, image_size: int) -> ml_collections.ConfigDict:
-        view = augment.simclr_view(image_size, jitter_strength=0.0, blur_prob=0.0,
-                                   crop_scale=(0.5, 1.0))
-        view.update(dict(jitter_prob=0.0, grayscale_prob=0.0))
+        view = augment.crop_flip_view(image_size, crop_scale=(0.5, 1.0))
         return ml_collections.ConfigDict(dict(
             name=name, online_probe=True, view=view, head=dict(hidden_dim=512, num_layers=1)))
 
