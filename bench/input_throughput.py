@@ -91,12 +91,12 @@ def derived_copies(cifar, root: pathlib.Path, workdir: pathlib.Path) -> dict:
                 tar.extractall(tree / split, filter="data")
     npz = workdir / "cifar10.npz"
     if not npz.exists():
-        np.savez(npz, x_train=cifar.train_images, y_train=cifar.train_labels,
-                 x_test=cifar.test_images, y_test=cifar.test_labels)
+        np.savez(npz, x_train=cifar.train_inputs, y_train=cifar.train_labels,
+                 x_test=cifar.test_inputs, y_test=cifar.test_labels)
     tfds_dir = workdir / "tfds"
     for name, images, fmt in (
-            ("ssl_jax_bench_cifar", cifar.train_images, "png"),
-            ("ssl_jax_bench_jpeg256", upscaled(cifar.train_images[:_JPEG_IMAGES.value]), "jpeg")):
+            ("ssl_jax_bench_cifar", cifar.train_inputs, "png"),
+            ("ssl_jax_bench_jpeg256", upscaled(cifar.train_inputs[:_JPEG_IMAGES.value]), "jpeg")):
         if not (tfds_dir / name).is_dir():
             builder = tfds_builder_class(images, cifar.train_labels, name, fmt)
             builder(data_dir=str(tfds_dir)).download_and_prepare()
@@ -126,7 +126,7 @@ def load_rates(root: pathlib.Path, copies: dict) -> list[tuple[str, str, float]]
     for name, fmt, config in cases:
         sources.load(config.input)  # Warm the page cache and imports.
         data = sources.load(config.input)
-        count = len(data.train_images) + len(data.test_images)
+        count = len(data.train_inputs) + len(data.test_inputs)
         seconds = median_seconds(lambda c=config: sources.load(c.input), _REPEATS.value)
         rows.append((name, fmt, count / seconds))
         print(f"load {name:13s} {count} images  {count / seconds:12,.0f} images/s", flush=True)
@@ -149,7 +149,7 @@ def stream_rates(cifar, copies: dict) -> list[tuple[str, str, float]]:
 
     b = _BATCH.value
     rows = []
-    batcher = loader.StepBatcher({"image": cifar.train_images, "label": cifar.train_labels}, b,
+    batcher = loader.StepBatcher({"image": cifar.train_inputs, "label": cifar.train_labels}, b,
                                   seed=0)
     rows.append(("StepBatcher", "CIFAR-10 uint8 arrays, 32x32", stream_rate(batcher.batches(0), b)))
     cases = [

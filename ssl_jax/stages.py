@@ -8,8 +8,9 @@ The downstream stages restore the pretrained encoder from its Orbax checkpoint
 (`config.eval.pretrained_checkpoints`, default `workdir/pretrain/checkpoints`),
 so they can run in a later process, or on another machine, than the pretraining.
 Each representation is compared with the baselines of `config.eval.baselines`:
-`random_init` (the same encoder before pretraining) and `raw_pixels`; fine-tuning
-is compared with training the same network from scratch on the same labels.
+`random_init` (the same encoder before pretraining) and the raw input, `raw_pixels`
+for images or `bag_of_tokens` (normalised token counts) for text; fine-tuning is
+compared with training the same network from scratch on the same labels.
 """
 
 import functools
@@ -23,9 +24,10 @@ import numpy as np
 from ssl_jax import checkpoint, train
 from ssl_jax.data import loader, sources
 from ssl_jax.evals import features, knn_accuracies, labels_per_class_subset, linear_probe
+from ssl_jax.methods import language_model
 
-STAGES = ("pretrain", "knn", "linear_probe", "finetune")
-BASELINES = ("random_init", "raw_pixels")
+STAGES = ("pretrain", "knn", "linear_probe", "finetune", "lm_eval")
+BASELINES = ("random_init", "raw_pixels", "bag_of_tokens")
 
 
 def budget_name(per_class: int) -> str:
@@ -52,6 +54,29 @@ def load_pretrained(config, workdir: pathlib.Path, dataset: sources.ArrayDataset
     return run, state.variables()
 
 
+def bag_of_tokens(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """`[N, vocab_size]` relative frequency of each token id in each sequence, padding
+    (id 0) excluded: the text counterpart of raw pixels."""
+    counts = np.zeros((len(tokens), vocab_size), np.float32)
+    rows = np.repeat(np.arange(len(tokens)), tokens.shape[1])
+    np.add.at(counts, (rows, tokens.reshape(-1)), 1.0)
+    counts[:, 0] = 0.0
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
+def raw_inputs(name: str, dataset: sources.ArrayDataset, vocab_size: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test raw-input features: flattened pixels in [0, 1], or bags of tokens."""
+    wanted = "raw_pixels" if dataset.input_key == "image" else "bag_of_tokens"
+    if name != wanted:
+        raise ValueError(f"config.eval.baselines has {name!r}, but inputs of kind "
+                         f"{dataset.input_key!r} have the raw-input baseline {wanted!r}")
+    if name == "raw_pixels":
+        return tuple(x.reshape(len(x), -1).astype(np.float32) / 255.0
+                     for x in (dataset.train_inputs, dataset.test_inputs))
+    return tuple(bag_of_tokens(x, vocab_size) for x in (dataset.train_inputs, dataset.test_inputs))
+
+
 def representations(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
     """Train/test features of the pretrained encoder and of each baseline."""
     run, variables = load_pretrained(config, workdir, dataset)
@@ -61,13 +86,12 @@ def representations(config, workdir: pathlib.Path, dataset: sources.ArrayDataset
     out = {}
     for name, encoder in encoders.items():
         out[name] = tuple(
-            features.extract(run.method.features, encoder, images, run.mesh,
+            features.extract(run.method.features, encoder, inputs, run.mesh,
                              config.eval.batch_size)
-            for images in (dataset.train_images, dataset.test_images))
-    if "raw_pixels" in config.eval.baselines:
-        out["raw_pixels"] = tuple(
-            images.reshape(len(images), -1).astype(np.float32) / 255.0
-            for images in (dataset.train_images, dataset.test_images))
+            for inputs in (dataset.train_inputs, dataset.test_inputs))
+    for name in ("raw_pixels", "bag_of_tokens"):
+        if name in config.eval.baselines:
+            out[name] = raw_inputs(name, dataset, config.model.vocab_size)
     return out
 
 
@@ -128,11 +152,19 @@ def finetune(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> di
     for name, init in inits.items():
         run = train.train(ft_config, workdir / ("finetune" if init else "finetune_scratch"), few,
                           init_backbone=init)
-        logits = features.extract(run.method.logits, run.state.variables(), dataset.test_images,
+        logits = features.extract(run.method.logits, run.state.variables(), dataset.test_inputs,
                                   run.mesh, config.eval.batch_size)
         accuracy = float(np.mean(logits.argmax(-1) == dataset.test_labels))
         results[name] = {f"finetune ({budget})": accuracy}
     return results
+
+
+def lm_eval(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
+    """A language model's pretext loss (BERT, GPT) over the whole test split."""
+    run, variables = load_pretrained(config, workdir, dataset)
+    loss = language_model.validation_loss(run.method, variables, dataset.test_inputs, run.mesh,
+                                          config.eval.batch_size)
+    return {"ssl": {"val loss (nats/token)": loss}}
 
 
 def merge(results: dict, new: dict) -> dict:
@@ -147,7 +179,8 @@ def format_table(results: dict) -> str:
     lines = ["| representation | " + " | ".join(columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
     for name, row in results.items():
-        cells = [f"{100 * row[c]:.1f}" if c in row else "-" for c in columns]
+        cells = [("-" if c not in row else f"{row[c]:.4f}" if "loss" in c
+                  else f"{100 * row[c]:.1f}") for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -42,6 +42,15 @@ class Run:
     state: TrainState | None = None
 
 
+def check_vocab_size(model_config: ml_collections.ConfigDict, dataset: ArrayDataset):
+    """ValueError naming `config.model.vocab_size` when a token id of the data is outside it."""
+    largest = max(int(x.max(initial=0)) for x in (dataset.train_inputs, dataset.test_inputs))
+    if largest >= model_config.vocab_size:
+        raise ValueError(f"config.model.vocab_size={model_config.vocab_size}: the data has token "
+                         f"id {largest}; set it to at least {largest + 1} (the tokenizer's "
+                         "vocab_size)")
+
+
 def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None) -> Run:
     """Mesh, method, training stream, optimizer and schedule of a run (no state yet).
 
@@ -50,6 +59,8 @@ def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None) -> Ru
     """
     mesh = sharding.make_mesh(config.mesh.num_devices)
     sharding.check_batch_size(config.input.batch_size, mesh)
+    if dataset is not None and dataset.input_key == "tokens":
+        check_vocab_size(config.model, dataset)
     pipeline = loader.train_pipeline(config, dataset)
     s = config.schedule
     total_steps = s.steps if s.steps > 0 else pipeline.steps_for_epochs(s.epochs)

@@ -142,9 +142,9 @@ def test_corrupt_image_names_the_file_or_is_skipped_with_a_warning(kind, tmp_pat
         sources.load(input_config("image_folder", tmp_path))
     with caplog.at_level(logging.WARNING):
         data = sources.load(input_config("image_folder", tmp_path, skip_bad_images=True))
-    assert data.train_images.shape == (4, 4, 4, 3)
+    assert data.train_inputs.shape == (4, 4, 4, 3)
     np.testing.assert_array_equal(data.train_labels, [0, 0, 1, 1])
-    np.testing.assert_array_equal(data.train_images[:, 0, 0], [(i, 3 * i, 5) for i in (0, 1)] * 2)
+    np.testing.assert_array_equal(data.train_inputs[:, 0, 0], [(i, 3 * i, 5) for i in (0, 1)] * 2)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("a/bad.png" in w for w in warnings) and any("b/half.png" in w for w in warnings)
     assert any("skipped 2 of 6 images" in w for w in warnings)

@@ -202,7 +202,7 @@ def test_targets_are_the_layer_normed_full_image_tokens_of_the_target_encoder(di
     # Move the online encoder away: the targets must come from extra["target"] only.
     variables["params"] = jax.tree.map(lambda p: p + 1.0, variables["params"])
     idx = np.asarray(masks["target_idx"])
-    images = digits.train_images[:4]
+    images = digits.train_inputs[:4]
     target_params = {"params": state.extra["target"]["params"]}
 
     @jax.jit

@@ -163,7 +163,7 @@ def test_process_shares_of_an_epoch_are_disjoint_and_cover_it(num_examples, glob
 def test_digits_train_split_size_matches_the_epoch_test():
     """1442 above is the digits train split: the real, uneven case."""
     config = load_config_file(str(REPO / "configs" / "quickstart.py"), "runlocal")
-    assert sources.load(config.input).train_images.shape[0] == 1442
+    assert sources.load(config.input).train_inputs.shape[0] == 1442
 
 
 def test_single_process_is_a_no_op(monkeypatch):

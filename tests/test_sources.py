@@ -75,8 +75,8 @@ def cifar_tree(tmp_path_factory, cifar_members):
 # --- MNIST: IDX ------------------------------------------------------------------------------
 
 def test_mnist_counts_and_first_labels(mnist):
-    assert mnist.train_images.shape == (60000, 28, 28, 1) and mnist.train_images.dtype == np.uint8
-    assert mnist.test_images.shape == (10000, 28, 28, 1)
+    assert mnist.train_inputs.shape == (60000, 28, 28, 1) and mnist.train_inputs.dtype == np.uint8
+    assert mnist.test_inputs.shape == (10000, 28, 28, 1)
     np.testing.assert_array_equal(np.bincount(mnist.train_labels), MNIST_TRAIN_COUNTS)
     np.testing.assert_array_equal(mnist.train_labels[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
     np.testing.assert_array_equal(mnist.test_labels[:10], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
@@ -88,9 +88,9 @@ def test_idx_with_explicit_splits_reads_the_named_files(shared_data, mnist):
     data = sources.load(input_config("idx", shared_data / "mnist",
                                      train_split="t10k-images-idx3-ubyte",
                                      test_split="train-images-idx3-ubyte.gz"))
-    np.testing.assert_array_equal(data.train_images, mnist.test_images)
+    np.testing.assert_array_equal(data.train_inputs, mnist.test_inputs)
     np.testing.assert_array_equal(data.train_labels, mnist.test_labels)
-    np.testing.assert_array_equal(data.test_images, mnist.train_images)
+    np.testing.assert_array_equal(data.test_inputs, mnist.train_inputs)
     np.testing.assert_array_equal(np.bincount(data.test_labels), MNIST_TRAIN_COUNTS)
     assert data.class_names == tuple("0123456789")  # 0 .. the largest label.
 
@@ -100,15 +100,15 @@ def test_idx_unlabeled_needs_no_labels_file_and_no_test_split(shared_data, tmp_p
     data = sources.load(input_config("idx", tmp_path, labeled=False, train_limit=500,
                                      train_split="t10k-images-idx3-ubyte.gz"))
     assert not data.labeled and data.class_names == ()
-    assert data.train_images.shape == (500, 28, 28, 1) and set(data.train_labels) == {-1}
-    assert data.test_images.shape == (0, 28, 28, 1) and data.test_labels.shape == (0,)
+    assert data.train_inputs.shape == (500, 28, 28, 1) and set(data.train_labels) == {-1}
+    assert data.test_inputs.shape == (0, 28, 28, 1) and data.test_labels.shape == (0,)
     # The first 500 of a fixed shuffle: distinct real test images, the same every time.
     again = sources.load(input_config("idx", tmp_path, labeled=False, train_limit=500,
                                       train_split="t10k-images-idx3-ubyte.gz"))
-    np.testing.assert_array_equal(data.train_images, again.train_images)
-    flat = mnist.test_images.reshape(10000, -1)
+    np.testing.assert_array_equal(data.train_inputs, again.train_inputs)
+    flat = mnist.test_inputs.reshape(10000, -1)
     rows = {row.tobytes(): i for i, row in enumerate(flat)}
-    found = [rows[image.tobytes()] for image in data.train_images.reshape(500, -1)]
+    found = [rows[image.tobytes()] for image in data.train_inputs.reshape(500, -1)]
     assert len(set(found)) == 500 and found != list(range(500))
 
 
@@ -132,35 +132,35 @@ def test_idx_with_wrong_size_names_the_file(tmp_path):
 
 def test_npz_of_real_mnist_arrays(tmp_path, mnist):
     train, test = slice(0, 3000), slice(0, 1000)
-    np.savez(tmp_path / "train.npz", images=mnist.train_images[train, ..., 0],
+    np.savez(tmp_path / "train.npz", images=mnist.train_inputs[train, ..., 0],
              labels=mnist.train_labels[train])
-    np.savez(tmp_path / "test.npz", images=mnist.test_images[test],
+    np.savez(tmp_path / "test.npz", images=mnist.test_inputs[test],
              labels=mnist.test_labels[test].astype(np.int64))
     data = sources.load(input_config("npz", tmp_path))
-    np.testing.assert_array_equal(data.train_images, mnist.train_images[train])
+    np.testing.assert_array_equal(data.train_inputs, mnist.train_inputs[train])
     np.testing.assert_array_equal(data.train_labels, mnist.train_labels[train])
-    np.testing.assert_array_equal(data.test_images, mnist.test_images[test])
+    np.testing.assert_array_equal(data.test_inputs, mnist.test_inputs[test])
     np.testing.assert_array_equal(data.test_labels, mnist.test_labels[test])
     assert data.class_names == tuple("0123456789") and data.train_labels.dtype == np.int32
     # class_names in the file name the classes.
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                       "nine", "unused"])
-    np.savez(tmp_path / "named.npz", images=mnist.test_images[test],
+    np.savez(tmp_path / "named.npz", images=mnist.test_inputs[test],
              labels=mnist.test_labels[test], class_names=names)
     named = sources.load(input_config("npz", tmp_path, train_split="named.npz"))
     assert named.class_names[:2] == ("zero", "one") and named.num_classes == 11
 
 
 def test_keras_style_npz_serves_both_splits(tmp_path, mnist):
-    np.savez(tmp_path / "mnist.npz", x_train=mnist.train_images[:2000, ..., 0],
+    np.savez(tmp_path / "mnist.npz", x_train=mnist.train_inputs[:2000, ..., 0],
              y_train=mnist.train_labels[:2000].astype(np.uint8),
-             x_test=mnist.test_images[:500, ..., 0], y_test=mnist.test_labels[:500])
+             x_test=mnist.test_inputs[:500, ..., 0], y_test=mnist.test_labels[:500])
     for test_split in ("", "mnist.npz"):
         data = sources.load(input_config("npz", tmp_path, train_split="mnist.npz",
                                          test_split=test_split, train_limit=100))
-        assert data.train_images.shape == (100, 28, 28, 1)
+        assert data.train_inputs.shape == (100, 28, 28, 1)
         np.testing.assert_array_equal(np.bincount(data.train_labels), [10] * 10)
-        np.testing.assert_array_equal(data.test_images, mnist.test_images[:500])
+        np.testing.assert_array_equal(data.test_inputs, mnist.test_inputs[:500])
         np.testing.assert_array_equal(data.test_labels, mnist.test_labels[:500])
 
 
@@ -168,9 +168,9 @@ def test_keras_style_npz_serves_both_splits(tmp_path, mnist):
 
 def test_cifar10_counts_classes_and_train_limit(cifar10):
     assert cifar10.class_names == CIFAR_CLASSES
-    assert cifar10.train_images.shape == (1000, 32, 32, 3)
+    assert cifar10.train_inputs.shape == (1000, 32, 32, 3)
     np.testing.assert_array_equal(np.bincount(cifar10.train_labels), [100] * 10)
-    assert cifar10.test_images.shape == (10000, 32, 32, 3)
+    assert cifar10.test_inputs.shape == (10000, 32, 32, 3)
     np.testing.assert_array_equal(np.bincount(cifar10.test_labels), [1000] * 10)
 
 
@@ -181,13 +181,13 @@ def test_image_folder_reads_a_tar_and_a_directory_tree(shared_data, cifar10, cif
                                      train_split="cifar10-test.tar.gz",
                                      test_split=str(cifar_tree)))
     assert data.class_names == CIFAR_CLASSES  # From classes.txt.
-    np.testing.assert_array_equal(data.train_images, cifar10.test_images)
+    np.testing.assert_array_equal(data.train_inputs, cifar10.test_inputs)
     np.testing.assert_array_equal(data.train_labels, cifar10.test_labels)
-    assert data.test_images.shape == (300, 32, 32, 3)
+    assert data.test_inputs.shape == (300, 32, 32, 3)
     names = sorted(cifar_members)  # The directory is read in sorted path order.
     np.testing.assert_array_equal(
         data.test_labels, [CIFAR_CLASSES.index(name.split("/")[0]) for name in names])
-    np.testing.assert_array_equal(data.test_images,
+    np.testing.assert_array_equal(data.test_inputs,
                                   np.stack([pil_decode(cifar_members[n]) for n in names]))
 
 
@@ -207,7 +207,7 @@ def test_image_folder_default_splits_and_class_folders(tmp_path, cifar_members):
     shutil.copytree(tmp_path / "dirs" / "test", tmp_path / "tars" / "test")
     from_tars = sources.load(input_config("image_folder", tmp_path / "tars"))
     assert from_tars.class_names == from_dirs.class_names
-    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+    for field in ("train_inputs", "train_labels", "test_inputs", "test_labels"):
         np.testing.assert_array_equal(getattr(from_tars, field), getattr(from_dirs, field))
 
 
@@ -222,32 +222,32 @@ def test_unlabeled_folder_of_real_images(tmp_path, cifar_members):
     config = input_config("image_folder", tmp_path, train_split=".", labeled=False)
     data = sources.load(config)
     assert not data.labeled and data.class_names == () and data.num_classes == 0
-    assert data.train_images.shape == (150, 32, 32, 3) and set(data.train_labels) == {-1}
-    assert data.test_images.shape == (0, 32, 32, 3) and data.test_labels.shape == (0,)
+    assert data.train_inputs.shape == (150, 32, 32, 3) and set(data.train_labels) == {-1}
+    assert data.test_inputs.shape == (0, 32, 32, 3) and data.test_labels.shape == (0,)
     np.testing.assert_array_equal(
-        data.train_images, np.stack([pil_decode(cifar_members[layout[n]])
+        data.train_inputs, np.stack([pil_decode(cifar_members[layout[n]])
                                      for n in sorted(layout)]))
     config.train_limit = 40
     limited = sources.load(config)
-    assert limited.train_images.shape == (40, 32, 32, 3)
-    np.testing.assert_array_equal(limited.train_images, sources.load(config).train_images)
+    assert limited.train_inputs.shape == (40, 32, 32, 3)
+    np.testing.assert_array_equal(limited.train_inputs, sources.load(config).train_inputs)
 
 
 def test_grayscale_images_keep_one_channel_unless_mixed_with_rgb(tmp_path, mnist,
                                                                  cifar_members):
     for i in range(4):
-        Image.fromarray(mnist.test_images[i, ..., 0]).save(tmp_path / f"gray{i}.png")
+        Image.fromarray(mnist.test_inputs[i, ..., 0]).save(tmp_path / f"gray{i}.png")
     gray = sources.load(input_config("image_folder", tmp_path, train_split=".", labeled=False))
-    assert gray.image_shape == (28, 28, 1)
-    np.testing.assert_array_equal(gray.train_images, mnist.test_images[:4])
+    assert gray.input_shape == (28, 28, 1)
+    np.testing.assert_array_equal(gray.train_inputs, mnist.test_inputs[:4])
     # An RGB image of the same size in the folder: every image becomes RGB.
     rgb = pil_decode(next(iter(cifar_members.values())))
     Image.fromarray(np.resize(rgb, (28, 28, 3))).save(tmp_path / "rgb.png")
     mixed = sources.load(input_config("image_folder", tmp_path, train_split=".",
                                       labeled=False))
-    assert mixed.image_shape == (28, 28, 3)
-    np.testing.assert_array_equal(mixed.train_images[:4],
-                                  np.repeat(mnist.test_images[:4], 3, axis=-1))
+    assert mixed.input_shape == (28, 28, 3)
+    np.testing.assert_array_equal(mixed.train_inputs[:4],
+                                  np.repeat(mnist.test_inputs[:4], 3, axis=-1))
 
 
 def test_listing_for_other_pipelines(tmp_path, cifar_tree, cifar_members):
@@ -277,7 +277,7 @@ def test_digits_split_is_fixed_and_stratified():
     b = sources.load(input_config("digits"))
     assert len(a.train_labels) + len(a.test_labels) == 1797
     np.testing.assert_array_equal(a.test_labels, b.test_labels)
-    assert a.train_images.max() == 255 and a.image_shape == (8, 8, 1)
+    assert a.train_inputs.max() == 255 and a.input_shape == (8, 8, 1)
     totals = np.bincount(a.train_labels) + np.bincount(a.test_labels)
     np.testing.assert_array_equal(np.bincount(a.test_labels), totals // 5)
 
@@ -285,7 +285,7 @@ def test_digits_split_is_fixed_and_stratified():
 def test_labeled_false_drops_the_labels_of_any_source():
     data = sources.load(input_config("digits", labeled=False, train_limit=100))
     assert not data.labeled and set(data.train_labels) == {-1} == set(data.test_labels)
-    assert len(data.train_images) == 100
+    assert len(data.train_inputs) == 100
 
 
 def test_unknown_dataset_lists_the_choices():

@@ -139,7 +139,7 @@ def test_mock_cifar10_batches_match_spec(tmp_path):
     for batch in batches:
         check_against_spec(pipeline, batch)
         assert ((batch["label"] >= 0) & (batch["label"] < 10)).all()
-    assert arrays.train_images.shape == (64, 32, 32, 3) and arrays.train_images.dtype == np.uint8
+    assert arrays.train_inputs.shape == (64, 32, 32, 3) and arrays.train_inputs.dtype == np.uint8
     assert arrays.test_labels.dtype == np.int32 and arrays.num_classes == 10
 
 
@@ -156,17 +156,17 @@ def test_stored_images_one_epoch_is_the_split_once_and_epochs_reshuffle(tiny_dir
     images = np.concatenate([b["image"] for b in batches])
     labels = np.concatenate([b["label"] for b in batches])
     keys = image_keys(images)
-    split = dict(zip(image_keys(arrays.train_images), arrays.train_labels))
+    split = dict(zip(image_keys(arrays.train_inputs), arrays.train_labels))
     assert len(split) == TINY_TRAIN
     assert sorted(keys[:40]) == sorted(split) and sorted(keys[40:80]) == sorted(split)
     assert keys[:40] != keys[40:80], "epochs 0 and 1 have the same order"
     assert all(split[k] == label for k, label in zip(keys, labels))
-    assert arrays.train_images.shape == (TINY_TRAIN, TINY_SIDE, TINY_SIDE, 3)
-    assert arrays.test_images.shape[0] == TINY_TEST and arrays.class_names == TINY_CLASSES
+    assert arrays.train_inputs.shape == (TINY_TRAIN, TINY_SIDE, TINY_SIDE, 3)
+    assert arrays.test_inputs.shape[0] == TINY_TEST and arrays.class_names == TINY_CLASSES
     # The decoded JPEGs are the training images (blue = 5 * index), up to JPEG's error.
-    indices = np.round(arrays.train_images[..., 2].mean(axis=(1, 2)) / 5).astype(int)
+    indices = np.round(arrays.train_inputs[..., 2].mean(axis=(1, 2)) / 5).astype(int)
     assert sorted(indices) == list(range(TINY_TRAIN))
-    for image, index in zip(arrays.train_images, indices):
+    for image, index in zip(arrays.train_inputs, indices):
         assert np.abs(image.astype(int) - tiny_image(index)).mean() < 4
         assert arrays.train_labels[list(indices).index(index)] == index % len(TINY_CLASSES)
 
@@ -180,7 +180,7 @@ def test_processes_read_disjoint_shards_covering_the_split(tiny_dir):
         assert pipeline.spec()["image"][0][0] == 4
         batches = take(pipeline.batches(0), 5)  # One epoch: 5 local batches of 4.
         seen.append(image_keys(np.concatenate([b["image"] for b in batches])))
-    all_keys = image_keys(tfds_pipeline.load_tfds_arrays(config).train_images)
+    all_keys = image_keys(tfds_pipeline.load_tfds_arrays(config).train_inputs)
     assert len(set(seen[0])) == len(set(seen[1])) == TINY_TRAIN // 2
     assert not set(seen[0]) & set(seen[1])
     assert set(seen[0]) | set(seen[1]) == set(all_keys)
@@ -191,7 +191,7 @@ def test_train_limit_and_split_slicing(tiny_dir):
                          train_split="train[:50%]", train_limit=15)
     pipeline = TFDSPipeline(config, process_index=1, process_count=2)
     assert pipeline.num_examples == 14 and pipeline.shard_split == "train[7:14]"
-    assert len(tfds_pipeline.load_tfds_arrays(config).train_images) == 15
+    assert len(tfds_pipeline.load_tfds_arrays(config).train_inputs) == 15
 
 
 def test_host_crops_resume_exactly(tiny_dir):
@@ -222,7 +222,7 @@ def test_host_crop_boxes_follow_the_view_config(tiny_dir):
     config.input.image_size = 48
     config.method.view.update(dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)))
     full = next(TFDSPipeline(config, process_index=0, process_count=1).batches(0))["crops"]
-    stored = tfds_pipeline.load_tfds_arrays(config).train_images
+    stored = tfds_pipeline.load_tfds_arrays(config).train_inputs
     stored_keys = set(image_keys(stored))
     assert set(image_keys(full.reshape(-1, 48, 48, 3))) <= stored_keys, \
         "a crop of the whole image at its own size is not the decoded image"

@@ -127,5 +127,5 @@ def train_pipeline(config, dataset) -> Pipeline:
     if dataset is None:
         raise ValueError(f"config.input.dataset={config.input.dataset!r} trains from "
                          "in-memory arrays, but no dataset was given")
-    return StepBatcher({"image": dataset.train_images, "label": dataset.train_labels},
+    return StepBatcher({dataset.input_key: dataset.train_inputs, "label": dataset.train_labels},
                        config.input.batch_size, seed=config.seed)

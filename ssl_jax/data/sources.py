@@ -30,6 +30,13 @@ Registered names (`config.input.dataset`); split paths are relative to
                 fixed stratified 80/20 train/test split.
   tfds          a prepared TFDS dataset (`tfds_pipeline.load_tfds_arrays`);
                 data_dir "" = TFDS's default.
+  text          `train_split` ("input.txt"): a UTF-8 plain-text file, cut into
+                int32 windows of `seq_len` token ids (`tokenizer`), the last
+                `text_val_fraction` of it the test split; unlabelled
+                (`data.text`).
+  movie_reviews Pang & Lee's polarity v2.0, `movie_reviews/{neg,pos}/` or
+                `movie_reviews.zip` (NLTK's): [CLS] + tokens, padded to
+                `seq_len`; cv000-cv899 train, cv900-cv999 test (`data.text`).
 
 `labeled=False` drops the labels of any source (labels -1, class_names ()); for
 the file sources, `test_split` "" then means no test split (empty test arrays
@@ -55,25 +62,36 @@ from ssl_jax.data.formats import DataError, read_idx, read_image_folder_tar  # n
 from ssl_jax.evals.splits import labels_per_class_subset
 
 
+INPUT_KEYS = ("image", "tokens")
+
+
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
-    """A dataset held in host memory: uint8 `[N, H, W, C]` images and int32 `[N]` labels,
-    in `[0, num_classes)` when labelled, all -1 (and no class names) when not."""
+    """A dataset held in host memory: inputs and int32 `[N]` labels, in `[0, num_classes)`
+    when labelled, all -1 (and no class names) when not.
 
-    train_images: np.ndarray
+    Inputs are either images, uint8 `[N, H, W, C]`, or token sequences, int32 `[N, L]`
+    (ids in `[0, vocab_size)`, padded with `data.tokenizers.PAD`). `input_key` is the
+    name the training batch gives them ("image" or "tokens"), which tells a method
+    which kind of input it gets.
+    """
+
+    train_inputs: np.ndarray
     train_labels: np.ndarray
-    test_images: np.ndarray
+    test_inputs: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...]
 
     def __post_init__(self):
         for split in ("train", "test"):
-            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
-            if images.ndim != 4 or images.dtype != np.uint8:
-                raise DataError(f"{split} images must be uint8 [N, H, W, C], got "
-                                f"{images.dtype} {images.shape}")
-            if labels.shape != images.shape[:1]:
-                raise DataError(f"{split}: {len(images)} images but labels of shape "
+            inputs, labels = getattr(self, f"{split}_inputs"), getattr(self, f"{split}_labels")
+            is_image = inputs.ndim == 4 and inputs.dtype == np.uint8
+            is_tokens = inputs.ndim == 2 and inputs.dtype == np.int32
+            if not (is_image or is_tokens):
+                raise DataError(f"{split} inputs must be uint8 images [N, H, W, C] or int32 "
+                                f"token ids [N, L], got {inputs.dtype} {inputs.shape}")
+            if labels.shape != inputs.shape[:1]:
+                raise DataError(f"{split}: {len(inputs)} inputs but labels of shape "
                                 f"{labels.shape}")
             if labels.size and self.labeled and not 0 <= labels.min() <= labels.max() < len(
                     self.class_names):
@@ -82,9 +100,11 @@ class ArrayDataset:
             if labels.size and not self.labeled and (labels != formats.UNLABELED).any():
                 raise DataError(f"{split}: unlabelled data (no class names) must have labels "
                                 f"{formats.UNLABELED}")
-        if len(self.test_images) and self.test_images.shape[1:] != self.train_images.shape[1:]:
-            raise DataError(f"test images are {self.test_images.shape[1:]} but train images "
-                            f"{self.train_images.shape[1:]}")
+        if len(self.test_inputs) and (self.test_inputs.shape[1:] != self.train_inputs.shape[1:]
+                                      or self.test_inputs.dtype != self.train_inputs.dtype):
+            raise DataError(f"test inputs are {self.test_inputs.dtype} "
+                            f"{self.test_inputs.shape[1:]} but train inputs "
+                            f"{self.train_inputs.dtype} {self.train_inputs.shape[1:]}")
 
     @property
     def num_classes(self) -> int:
@@ -96,19 +116,25 @@ class ArrayDataset:
         return bool(self.class_names)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])
+    def input_key(self) -> str:
+        """The batch key of the inputs: "image" or "tokens"."""
+        return "image" if self.train_inputs.ndim == 4 else "tokens"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """`(H, W, C)` of the images or `(L,)` of the token sequences."""
+        return tuple(self.train_inputs.shape[1:])
 
     def subset_train(self, indices: np.ndarray) -> "ArrayDataset":
-        return dataclasses.replace(self, train_images=self.train_images[indices],
+        return dataclasses.replace(self, train_inputs=self.train_inputs[indices],
                                    train_labels=self.train_labels[indices])
 
     def unlabeled(self) -> "ArrayDataset":
-        """The same images with every label -1 and no class names."""
+        """The same inputs with every label -1 and no class names."""
         return dataclasses.replace(
             self, class_names=(),
-            train_labels=np.full(len(self.train_images), formats.UNLABELED, np.int32),
-            test_labels=np.full(len(self.test_images), formats.UNLABELED, np.int32))
+            train_labels=np.full(len(self.train_inputs), formats.UNLABELED, np.int32),
+            test_labels=np.full(len(self.test_inputs), formats.UNLABELED, np.int32))
 
 
 # --- paths ----------------------------------------------------------------------------------
@@ -351,6 +377,22 @@ def load_tfds(config: ml_collections.ConfigDict) -> ArrayDataset:
     return tfds_pipeline.load_tfds_arrays(config)
 
 
+# --- text (`data.text` builds on ArrayDataset, so it is imported on use) --------------------
+
+def load_text(config: ml_collections.ConfigDict) -> ArrayDataset:
+    """The "text" source: windows of token ids of a plain-text file (`data.text`)."""
+    from ssl_jax.data import text
+
+    return text.load_text(config)
+
+
+def load_movie_reviews(config: ml_collections.ConfigDict) -> ArrayDataset:
+    """The "movie_reviews" source: labelled, padded token sequences (`data.text`)."""
+    from ssl_jax.data import text
+
+    return text.load_movie_reviews(config)
+
+
 # --- registry -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -372,6 +414,8 @@ DATASETS = {
     "cifar10": Source(load_cifar10),
     "digits": Source(load_digits, reads_data_dir=False),
     "tfds": Source(load_tfds, reads_data_dir=False, applies_train_limit=True),
+    "text": Source(load_text),
+    "movie_reviews": Source(load_movie_reviews),
 }
 
 
@@ -392,11 +436,11 @@ def check_data_dir(config: ml_collections.ConfigDict):
 
 def _limit_train(dataset: ArrayDataset, limit: int) -> ArrayDataset:
     if not dataset.labeled:
-        if limit > len(dataset.train_images):
+        if limit > len(dataset.train_inputs):
             raise ValueError(f"config.input.train_limit={limit} is larger than the training "
-                             f"split ({len(dataset.train_images)} images)")
+                             f"split ({len(dataset.train_inputs)} examples)")
         rng = np.random.default_rng(0)
-        return dataset.subset_train(np.sort(rng.permutation(len(dataset.train_images))[:limit]))
+        return dataset.subset_train(np.sort(rng.permutation(len(dataset.train_inputs))[:limit]))
     per_class = limit // dataset.num_classes
     if per_class < 1:
         raise ValueError(f"config.input.train_limit={limit} is smaller than the number of "

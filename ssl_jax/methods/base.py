@@ -13,12 +13,14 @@ trainer owns everything else (mesh, optimizer, schedules, checkpoints, logs).
 gradients: EMA targets, queues, predictor matrices). All are plain pytrees.
 
 `batch` holds the raw global batch as the host produced it: `image` uint8
-`[B, H, W, C]` and `label` int32 `[B]`. Views (crops, colour jitter, masks) are
+`[B, H, W, C]` (or, for text, `tokens` int32 `[B, L]`) and `label` int32 `[B]`. Views (crops, colour jitter, masks) are
 made inside `loss`, on the device, from `rng`, so the jitted step is the only
 place where pixels are touched. For large images the host may instead decode
 and random-crop (`config.input.host_crop`): the batch then holds `crops` uint8
 `[B, V, S, S, C]`, one crop per view, and `view(rng, batch, view, i)` takes
-crop i and applies the rest of the chain on the device.
+crop i and applies the rest of the chain on the device. Token ids have no
+augmentation: their view is the tokens themselves (a language method masks or
+shifts them inside its `loss`).
 """
 
 import flax.linen as nn
@@ -31,6 +33,11 @@ from ssl_jax.data import augment
 from ssl_jax.models.heads import LinearClassifier
 
 Variables = dict
+
+
+def is_tokens(inputs: jax.Array) -> bool:
+    """Whether raw inputs are token ids (integer `[B, L]`) rather than images."""
+    return inputs.ndim == 2 and jnp.issubdtype(inputs.dtype, jnp.integer)
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:
@@ -86,9 +93,12 @@ class Method:
     def build_net(self) -> nn.Module:
         raise NotImplementedError
 
-    def preprocess(self, images: jax.Array) -> jax.Array:
-        """Augmentation-free input of the network: resize to the view size, normalise."""
-        x = augment.center_view(images, self.config.input.image_size)
+    def preprocess(self, inputs: jax.Array) -> jax.Array:
+        """Augmentation-free input of the network: images resized to the view size and
+        normalised; token ids (integer `[B, L]`) unchanged."""
+        if is_tokens(inputs):
+            return inputs
+        x = augment.center_view(inputs, self.config.input.image_size)
         return normalize(x, self.config.input.mean, self.config.input.std)
 
     def view_pixels(self, rng: jax.Array, batch: dict, view: ml_collections.ConfigDict,
@@ -101,7 +111,9 @@ class Method:
 
     def view(self, rng: jax.Array, batch: dict, view: ml_collections.ConfigDict,
              index: int = 0) -> jax.Array:
-        """`view_pixels`, normalised: the network's input."""
+        """`view_pixels`, normalised: the network's input; a token batch's own tokens."""
+        if "tokens" in batch:
+            return batch["tokens"]
         return self.normalize(self.view_pixels(rng, batch, view, index))
 
     def normalize(self, pixels: jax.Array) -> jax.Array:
@@ -109,12 +121,15 @@ class Method:
         return normalize(pixels, self.config.input.mean, self.config.input.std)
 
     @staticmethod
-    def images(batch: dict) -> jax.Array:
-        """The uint8 images of a raw batch (the first host crop when the host cropped)."""
+    def inputs(batch: dict) -> jax.Array:
+        """The raw inputs of a batch: uint8 images (the first host crop when the host
+        cropped) or int32 token ids."""
+        if "tokens" in batch:
+            return batch["tokens"]
         return batch["crops"][:, 0] if "crops" in batch else batch["image"]
 
     def init(self, rng: jax.Array, batch: dict) -> Variables:
-        variables = self.net.init(rng, self.preprocess(self.images(batch)), train=False)
+        variables = self.net.init(rng, self.preprocess(self.inputs(batch)), train=False)
         return dict(params=variables["params"], batch_stats=variables.get("batch_stats", {}),
                     extra={})
 
@@ -140,8 +155,8 @@ class Method:
         return {"params": variables["params"]["backbone"],
                 "batch_stats": variables["batch_stats"].get("backbone", {})}
 
-    def features(self, variables: Variables, images: jax.Array) -> jax.Array:
-        """Backbone features (never the projector) of uint8 images, in eval mode."""
-        out, _ = self.apply(variables["params"], variables, self.preprocess(images),
+    def features(self, variables: Variables, inputs: jax.Array) -> jax.Array:
+        """Backbone features (never the projector) of raw inputs, in eval mode."""
+        out, _ = self.apply(variables["params"], variables, self.preprocess(inputs),
                             train=False, method="embed")
         return out.astype(jnp.float32)

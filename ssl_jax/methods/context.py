@@ -199,7 +199,7 @@ class ContextPrediction(base.Method):
         return centre, neighbour, whole, labels
 
     def init(self, rng, batch):
-        whole = self.preprocess(self.images(batch))
+        whole = self.preprocess(self.inputs(batch))
         patch = whole[:, :self.config.method.patch_size, :self.config.method.patch_size]
         variables = self.net.init(rng, patch, patch, whole, train=False)
         return dict(params=variables["params"], batch_stats=variables.get("batch_stats", {}),

@@ -187,7 +187,7 @@ class IJEPA(base.Method):
                                             self.config.method.masks)
 
     def init(self, rng, batch):
-        x = self.preprocess(self.images(batch))
+        x = self.preprocess(self.inputs(batch))
         mask_rng, init_rng = jax.random.split(rng)
         features = jnp.zeros((x.shape[0], self.net.backbone.width), jnp.float32)
         params = self.net.init(init_rng, x, self.sample_masks(mask_rng, x.shape[0]), features,

@@ -174,7 +174,7 @@ class MAE(base.Method):
         return random_masking(rng, batch_size, self.grid ** 2, self.config.method.mask_ratio)
 
     def init(self, rng, batch):
-        x = self.preprocess(self.images(batch))
+        x = self.preprocess(self.inputs(batch))
         visible, masked = self.masks(rng, x.shape[0])
         variables = self.net.init(rng, x, visible, masked, train=False)
         return dict(params=variables["params"], batch_stats=variables.get("batch_stats", {}),

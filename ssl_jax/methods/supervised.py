@@ -42,7 +42,7 @@ class Supervised(base.Method):
         loss, accuracy = losses.classification_loss(logits, batch["label"])
         return loss, (batch_stats, variables["extra"], {"train_accuracy": accuracy})
 
-    def logits(self, variables, images):
-        """Class scores of uint8 images in eval mode (for test accuracy)."""
-        out, _ = self.apply(variables["params"], variables, self.preprocess(images), train=False)
+    def logits(self, variables, inputs):
+        """Class scores of raw inputs (images or token ids) in eval mode (for test accuracy)."""
+        out, _ = self.apply(variables["params"], variables, self.preprocess(inputs), train=False)
         return out

@@ -1,18 +1,24 @@
 """Backbone registry: `config.model` -> a Flax module `(x, train) -> [B, feature_dim]`.
 
 Fields of `config.model` (every config has all of them, see `default_model_config`):
-  name                convnet | mlp | resnet18 | resnet50 | vit_ti | vit_s | vit_b | vit
+  name                convnet | mlp | resnet18 | resnet50 | vit_ti | vit_s | vit_b | vit |
+                      text_transformer
   dtype               computation dtype, 'float32' or 'bfloat16' (params stay float32)
   widths              convnet: channels per stage; mlp: hidden sizes, the last is the bottleneck
   stem                resnet: 'cifar' (3x3, stride 1, no pool) or 'imagenet' (7x7/2 + pool)
   width               resnet: channels of the first stage (64 = the standard network);
-                      vit: token width (the named variants fix width, depth, num_heads)
-  depth, num_heads    vit: number of blocks and attention heads (a ViT of any size,
-                      e.g. the small ones a CPU can pretrain)
+                      vit: token width (the named variants fix width, depth, num_heads);
+                      text_transformer: token width
+  depth, num_heads    vit, text_transformer: number of blocks and attention heads (a ViT
+                      of any size, e.g. the small ones a CPU can pretrain)
   zero_init_residual  resnet: zero the last BN scale of each residual block
   patch_size          vit: side of the square patches (must divide the image size)
-  pool                vit: 'cls' (CLS token) or 'gap' (mean of the patch tokens)
-  posemb              vit: 'learn' or 'sincos2d' (fixed)
+  pool                vit, text_transformer: 'cls' (first token) or 'gap' (mean of the
+                      patch tokens / of the non-padding tokens)
+  posemb              vit: 'learn' or 'sincos2d' (fixed); text_transformer: 'learn' or
+                      'rope' (rotary)
+  vocab_size          text_transformer: number of token ids (the tokenizer's vocab_size)
+  causal              text_transformer: causal self-attention (GPT) or not (BERT)
 
 Each backbone reads only the fields listed in its `Backbone.fields` (plus name
 and dtype) and ignores the others, so one config section serves every backbone.
@@ -29,6 +35,7 @@ import ml_collections
 from ssl_jax.models.convnet import ConvNet
 from ssl_jax.models.mlp import MLPEncoder
 from ssl_jax.models.resnet import resnet18, resnet50
+from ssl_jax.models.text_transformer import TextTransformer
 from ssl_jax.models.vit import VARIANTS, ViT
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -55,6 +62,8 @@ BACKBONES = {
     "vit_s": Backbone(functools.partial(ViT, **VARIANTS["s"]), _VIT_FIELDS),
     "vit_b": Backbone(functools.partial(ViT, **VARIANTS["b"]), _VIT_FIELDS),
     "vit": Backbone(ViT, _VIT_FIELDS + _VIT_SIZE_FIELDS),
+    "text_transformer": Backbone(
+        TextTransformer, ("vocab_size", "pool", "posemb", "causal") + _VIT_SIZE_FIELDS),
 }
 
 
@@ -92,4 +101,4 @@ def default_model_config(name: str = "convnet") -> ml_collections.ConfigDict:
         name=name, dtype="float32", widths=(32, 64, 128), stem="cifar",
         width=VARIANTS["ti"]["width"] if name == "vit" else 64, zero_init_residual=False,
         patch_size=16, pool="cls", posemb="learn", depth=VARIANTS["ti"]["depth"],
-        num_heads=VARIANTS["ti"]["num_heads"]))
+        num_heads=VARIANTS["ti"]["num_heads"], vocab_size=0, causal=False))

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.models.rotary import rotary_attention
+
 VARIANTS = {
     "ti": dict(width=192, depth=12, num_heads=3),
     "s": dict(width=384, depth=12, num_heads=6),
@@ -46,12 +48,14 @@ class TransformerBlock(nn.Module):
     """Pre-LN block: x + MHSA(LN(x), mask); x + MLP(LN(x)), MLP = Dense -> GELU -> Dense.
 
     `mask` (broadcastable to `[B, heads, Lq, Lk]`, True = attend) allows causal
-    or padding masks. The softmax runs in float32 whatever `dtype` is.
+    or padding masks. The softmax runs in float32 whatever `dtype` is. `rotary`:
+    queries and keys carry rotary position embeddings (`models.rotary`).
     """
 
     num_heads: int
     mlp_ratio: float = 4.0
     dtype: Any = jnp.float32
+    rotary: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -59,7 +63,8 @@ class TransformerBlock(nn.Module):
         y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm1")(x)
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, dtype=self.dtype, kernel_init=dense_init,
-            attention_fn=functools.partial(nn.dot_product_attention, force_fp32_for_softmax=True),
+            attention_fn=(rotary_attention if self.rotary else functools.partial(
+                nn.dot_product_attention, force_fp32_for_softmax=True)),
             name="attn")(y, y, mask=mask)
         x = x + y
         y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm2")(x)
