@@ -34,13 +34,23 @@ def input_config(dataset: str, image_size: int, batch_size: int, data_dir: str =
     tfds_name / tfds_try_gcs / cache / shuffle_buffer / host_crop: the tf.data
     path (host_crop: decode + random-resized-crop on the host, the other
     augmentations on device). prefetch: batches placed on device ahead of the step.
+
+    Text datasets (`data.text`: "text", "movie_reviews"; checked by
+    `text.check_config`): tokenizer: "byte" (UTF-8 bytes), "char" (the corpus's
+    characters) or "word" (the vocab_size - 4 most frequent words; vocab_size is
+    read only for "word" and must exceed the 4 special tokens). seq_len: tokens
+    per sequence, >= 2 (0 = not a text source). text_stride: "text" windows
+    start every text_stride tokens (0 = seq_len, non-overlapping).
+    text_val_fraction: the last fraction of a "text" file that is its test
+    split, in (0, 1).
     """
     mean, std = NORMALIZATION.get(dataset, IMAGENET_NORMALIZATION)
     return ml_collections.ConfigDict(dict(
         dataset=dataset, data_dir=data_dir, train_split="", test_split="", labeled=True,
         skip_bad_images=False, batch_size=batch_size, image_size=image_size,
         mean=mean, std=std, train_limit=0, tfds_name="", tfds_try_gcs=False, cache=False,
-        shuffle_buffer=10_000, host_crop=False, prefetch=2))
+        shuffle_buffer=10_000, host_crop=False, prefetch=2, tokenizer="byte", vocab_size=0,
+        seq_len=0, text_stride=0, text_val_fraction=0.1))
 
 
 def method_config(name: str, image_size: int) -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ import jax
 import ml_collections
 
 from ssl_jax import methods, models, optim, stages
-from ssl_jax.data import sources
+from ssl_jax.data import sources, text
 
 
 def _one_of(field: str, value, choices):
@@ -29,6 +29,7 @@ def validate(config: ml_collections.ConfigDict):
     _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
     for baseline in config.eval.baselines:
         _one_of("config.eval.baselines", baseline, stages.BASELINES)
+    text.check_config(config.input)  # Tokenizer and windows of the text sources.
     sources.check_data_dir(config.input)  # For the sources that read files from it.
     devices = jax.device_count() if config.mesh.num_devices == -1 else config.mesh.num_devices
     for field, batch in (("config.input.batch_size", config.input.batch_size),
