@@ -12,11 +12,13 @@ comma-separated `--overrides` (Python literals) applied to every config. A run
 whose `results.json` exists is not run again, so a stopped table resumes, and a
 stopped pretraining resumes from its checkpoint.
 
-The baselines do not depend on the method: raw pixels, the same backbone at its
-random initialisation (the backbone's initial parameters depend only on the seed)
-and the from-scratch fine-tuning on the same labels are computed in the first
-method's runs only; where another method's results also hold them (runs made
-before this rule), they are checked to agree.
+The baselines depend on the backbone and the fine-tuning recipe, not on the
+method: raw pixels, the backbone at its random initialisation (its initial
+parameters depend only on the seed) and the from-scratch fine-tuning on the same
+labels are computed in the runs of the first method of each distinct
+(`config.model`, `config.finetune`) pair only, and shown once per pair (labelled
+with the backbone when the table has several); where another method's results
+also hold them (runs made before this rule), they are checked to agree.
 """
 
 import ast
@@ -82,6 +84,20 @@ def method_config(method: str, seed: int, overrides: dict, baselines: bool):
     return config
 
 
+def backbone_key(method: str, overrides: dict) -> str:
+    """What the baselines depend on: the backbone and the fine-tuning settings."""
+    config = method_config(method, 0, overrides, baselines=True)
+    return json.dumps({"model": config.model.to_dict(), "finetune": config.finetune.to_dict()},
+                      sort_keys=True, default=str)
+
+
+def backbone_label(method: str, overrides: dict) -> str:
+    model = method_config(method, 0, overrides, baselines=True).model
+    if model.name == "vit":
+        return f"vit w{model.width} d{model.depth}, as {method}"
+    return f"{model.name}, as {method}"
+
+
 def run_one(method: str, seed: int, overrides: dict, baselines: bool) -> dict:
     from ssl_jax import stages, validate
 
@@ -101,13 +117,19 @@ def cell(values: list[float]) -> str:
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}" if values else "-"
 
 
-def table(results: dict[str, list[dict]]) -> str:
-    """Rows: each method's `ssl` row (renamed), then the baselines of the first method;
-    the from-scratch row fills only the fine-tuning column, the protocol it compares with."""
-    first = next(iter(results.values()))
+def table(results: dict[str, list[dict]], baseline_owners: dict[str, str]) -> str:
+    """Rows: each method's `ssl` row (renamed), then the baselines of each method in
+    `baseline_owners` (method -> label; the label is dropped when there is one); raw
+    pixels once; the from-scratch row fills only the fine-tuning column, the
+    protocol it compares with."""
     rows = {method: [r["ssl"] for r in runs] for method, runs in results.items()}
-    for name in BASELINES:
-        rows[name] = [r[name] for r in first if name in r]
+    for index, (owner, label) in enumerate(baseline_owners.items()):
+        suffix = f" ({label})" if len(baseline_owners) > 1 else ""
+        for name in BASELINES:
+            if name == "raw_pixels" and index:
+                continue
+            rows[name + ("" if name == "raw_pixels" else suffix)] = [
+                r[name] for r in results[owner] if name in r]
     columns = list(dict.fromkeys(c for runs in rows.values() for r in runs for c in r))
     lines = ["| representation | " + " | ".join(columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
@@ -117,26 +139,31 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def check_baselines_agree(results: dict[str, list[dict]]):
+def check_baselines_agree(results: dict[str, list[dict]], owner_of: dict[str, str]):
     """raw pixels and random init must not depend on the method (same seed, same backbone)."""
-    methods = list(results)
-    for method in methods[1:]:
-        for first, other in zip(results[methods[0]], results[method]):
+    for method, owner in owner_of.items():
+        if method == owner:
+            continue
+        for first, other in zip(results[owner], results[method]):
             for name in ("raw_pixels", "random_init"):
                 for column, value in first.get(name, {}).items():
                     if name in other and abs(other[name][column] - value) > 1e-6:
-                        print(f"warning: {name} {column} differs between {methods[0]} "
+                        print(f"warning: {name} {column} differs between {owner} "
                               f"({value:.4f}) and {method} ({other[name][column]:.4f})")
 
 
 def main(argv):
     del argv
     overrides = parse_overrides(_OVERRIDES.value)
-    results = {method: [run_one(method, int(seed), overrides, baselines=index == 0)
+    owner_by_key, owner_of = {}, {}
+    for method in _METHODS.value:
+        owner_of[method] = owner_by_key.setdefault(backbone_key(method, overrides), method)
+    results = {method: [run_one(method, int(seed), overrides, baselines=owner_of[method] == method)
                         for seed in _SEEDS.value]
-               for index, method in enumerate(_METHODS.value)}
-    check_baselines_agree(results)
-    text = table(results)
+               for method in _METHODS.value}
+    check_baselines_agree(results, owner_of)
+    text = table(results, {owner: backbone_label(owner, overrides)
+                           for owner in owner_by_key.values()})
     root = pathlib.Path(_WORKDIR.value)
     (root / "table.json").write_text(json.dumps(
         {"dataset": _DATASET.value, "seeds": _SEEDS.value, "overrides": _OVERRIDES.value,
