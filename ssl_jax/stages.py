@@ -11,6 +11,8 @@ Each representation is compared with the baselines of `config.eval.baselines`:
 `random_init` (the same encoder before pretraining) and the raw input, `raw_pixels`
 for images or `bag_of_tokens` (normalised token counts) for text; fine-tuning is
 compared with training the same network from scratch on the same labels.
+A language model (BERT, GPT) may instead, or as well, be evaluated by `lm_eval`:
+its pretext loss on the test split.
 """
 
 import functools
@@ -26,7 +28,7 @@ from ssl_jax.data import loader, sources
 from ssl_jax.evals import features, knn_accuracies, labels_per_class_subset, linear_probe
 from ssl_jax.methods import language_model
 
-STAGES = ("pretrain", "knn", "linear_probe", "finetune", "lm_eval")
+STAGES = ("pretrain", "knn", "linear_probe", "finetune", "lm_eval", "yarowsky")
 BASELINES = ("random_init", "raw_pixels", "bag_of_tokens")
 
 
@@ -174,7 +176,8 @@ def merge(results: dict, new: dict) -> dict:
 
 
 def format_table(results: dict) -> str:
-    """A Markdown table: one row per representation, one column per metric."""
+    """A Markdown table: one row per representation, one column per metric (accuracies
+    in %, losses as they are)."""
     columns = list(dict.fromkeys(col for row in results.values() for col in row))
     lines = ["| representation | " + " | ".join(columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
@@ -193,6 +196,10 @@ def run_stages(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
     arrays (`sources.load`, once), which needs images of one fixed size.
     """
     workdir = pathlib.Path(workdir)
+    if config.stages == ("yarowsky",):  # Not a neural method: no encoder, its own evaluation.
+        from ssl_jax.yarowsky import stage as yarowsky_stage
+
+        return yarowsky_stage.run(config, workdir)
     arrays = functools.cache(lambda: sources.load(config.input))
     results = {}
     protocols = tuple(s for s in config.stages if s in ("knn", "linear_probe"))
@@ -201,9 +208,11 @@ def run_stages(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
             pretrain(config, workdir, None if loader.streamed(config) else arrays())
         elif stage == "finetune":
             merge(results, finetune(config, workdir, arrays()))
+        elif stage == "lm_eval":
+            merge(results, lm_eval(config, workdir, arrays()))
         elif stage == protocols[0]:
             merge(results, frozen_feature_evals(config, workdir, arrays(), protocols))
     if results and jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
-        print("test accuracy (%):\n" + format_table(results), flush=True)
+        print("test accuracy (%), losses in nats/token:\n" + format_table(results), flush=True)
     return results

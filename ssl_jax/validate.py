@@ -19,6 +19,17 @@ def _one_of(field: str, value, choices):
 
 def validate(config: ml_collections.ConfigDict):
     """Raise ValueError / FileNotFoundError naming the first bad field."""
+    if config.method.name == "yarowsky":  # Decision lists: a config of its own kind.
+        from ssl_jax.yarowsky import stage as yarowsky_stage
+
+        if tuple(config.stages) != ("yarowsky",):
+            raise ValueError(f"config.stages={config.stages}: method 'yarowsky' runs only "
+                             "the stage ('yarowsky',)")
+        yarowsky_stage.check_config(config)
+        return
+    if "yarowsky" in config.stages:
+        raise ValueError(f"config.stages={config.stages}: 'yarowsky' needs "
+                         "config.method.name='yarowsky'")
     for stage in config.stages:
         _one_of("config.stages", stage, stages.STAGES)
     _one_of("config.method.name", config.method.name, methods.METHODS)

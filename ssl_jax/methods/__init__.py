@@ -4,9 +4,11 @@ import ml_collections
 
 from ssl_jax.methods.autoencoder import Autoencoder
 from ssl_jax.methods.base import Method
+from ssl_jax.methods.bert import BERT
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.context import ContextPrediction
 from ssl_jax.methods.directpred import DirectPred
+from ssl_jax.methods.gpt import GPT
 from ssl_jax.methods.ijepa import IJEPA
 from ssl_jax.methods.mae import MAE
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
@@ -21,7 +23,8 @@ METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "mocov3": MoCoV3, "byol": BYOL,
            "simsiam": SimSiam, "directpred": DirectPred, "barlow_twins": BarlowTwins,
            "vicreg": VICReg, "rotation": Rotation, "context_prediction": ContextPrediction,
            "autoencoder": Autoencoder, "denoising_autoencoder": Autoencoder,
-           "multitask": MultiTask, "mae": MAE, "ijepa": IJEPA, "supervised": Supervised}
+           "multitask": MultiTask, "mae": MAE, "ijepa": IJEPA, "bert": BERT, "gpt": GPT,
+           "supervised": Supervised}
 
 
 def build(config: ml_collections.ConfigDict, num_classes: int, total_steps: int = 1) -> Method:
