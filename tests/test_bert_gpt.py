@@ -130,6 +130,40 @@ def test_bert_loss_is_the_cross_entropy_of_the_originals_at_selected_positions(t
     np.testing.assert_allclose(step_metrics["masked_fraction"], selected.mean(), rtol=1e-6)
 
 
+def test_scoring_the_first_selected_positions_only(text_dir):
+    """With max_predictions >= every row's selected count the loss is the all-position
+    loss; with fewer, it is the loss over each row's first max_predictions selected
+    positions, and dropped_fraction counts the rest."""
+    config = text_config("bert", text_dir, seq_len=32)
+    method, variables = built_method(config)
+    tokens = jnp.asarray(np.random.default_rng(4).integers(NUM_SPECIAL, VOCAB, (4, 32)),
+                         jnp.int32)
+    batch, rng = {"tokens": tokens, "label": -jnp.ones(4, jnp.int32)}, jax.random.key(5)
+    corrupted, selected = bert.mask_tokens(rng, tokens, VOCAB)
+    selected = np.asarray(selected)
+    counts = selected.sum(axis=1)
+    assert counts.max() > 2 and counts.min() >= 1, counts
+    logits = np.asarray(jax.jit(method.logits)(variables, corrupted))
+
+    def loss_with(max_predictions: int):
+        config.method.max_predictions = max_predictions
+        method = methods.build(config, num_classes=0)
+        loss, (_, _, step_metrics) = jax.jit(method.loss)(variables["params"], variables,
+                                                          batch, rng, 0)
+        return float(loss), float(step_metrics["dropped_fraction"])
+
+    every_position = loss_with(0)
+    np.testing.assert_allclose(loss_with(int(counts.max())), every_position, rtol=1e-5)
+    kept = selected & (np.cumsum(selected, axis=1) <= 2)
+    expected = numpy_cross_entropy(logits[kept], np.asarray(tokens)[kept]).mean()
+    loss, dropped = loss_with(2)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(dropped, 1 - kept.sum() / selected.sum(), rtol=1e-6)
+    np.testing.assert_array_equal(
+        language_model.first_selected_positions(jnp.asarray(selected), 2),
+        np.argsort(~selected, axis=1, kind="stable")[:, :2])
+
+
 # --- GPT ------------------------------------------------------------------------------------
 
 def test_next_token_loss_matches_numpy_with_padding_ignored(text_dir):
@@ -215,6 +249,7 @@ def test_generate_is_deterministic_respects_top_k_and_compiles_once(text_dir):
     ("gpt", "method.online_probe", True, "config.method.online_probe=True"),
     ("bert", "method.mask_prob", 0.0, "config.method.mask_prob=0.0"),
     ("bert", "method.random_prob", 0.5, "config.method.random_prob=0.5"),
+    ("bert", "method.max_predictions", -1, "config.method.max_predictions=-1"),
 ])
 def test_bad_config_values_name_the_field(text_dir, name, field, value, message):
     config = text_config(name, text_dir)

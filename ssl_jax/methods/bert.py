@@ -20,9 +20,15 @@ sequence. The Bernoulli form keeps every shape static on the device and draws
 new masks at every step (dynamic masking). Next-sentence prediction is left
 out (RoBERTa found it unnecessary).
 
-Config (`config.method`): mask_prob, replace_prob, random_prob, online_probe.
-Metrics: mlm_loss, mlm_accuracy (over selected positions), masked_fraction
-(selected / ordinary tokens).
+The LM head, whose vocabulary-wide output is most of a small model's cost,
+scores only the first `max_predictions` selected positions of each sequence
+(BERT's `max_predictions_per_seq`, 20 at 128 tokens); 0 scores every position.
+Pick it well above the mean selected count (about mask_prob x length, binomial):
+`dropped_fraction` logs the selected positions it leaves out.
+
+Config (`config.method`): mask_prob, replace_prob, random_prob, max_predictions,
+online_probe. Metrics: mlm_loss, mlm_accuracy (over scored positions),
+masked_fraction (selected / ordinary tokens), dropped_fraction.
 """
 
 import jax
@@ -62,7 +68,8 @@ class BERT(language_model.LanguageModel):
     @classmethod
     def default_config(cls, name: str, image_size: int) -> ml_collections.ConfigDict:
         config = super().default_config(name, image_size)
-        config.update(dict(mask_prob=0.15, replace_prob=0.8, random_prob=0.1))
+        config.update(dict(mask_prob=0.15, replace_prob=0.8, random_prob=0.1,
+                           max_predictions=0))
         return config
 
     @classmethod
@@ -77,6 +84,9 @@ class BERT(language_model.LanguageModel):
         if m.replace_prob + m.random_prob > 1:
             raise ValueError(f"config.method.replace_prob={m.replace_prob} + "
                              f"config.method.random_prob={m.random_prob}: must be <= 1")
+        if m.max_predictions < 0:
+            raise ValueError(f"config.method.max_predictions={m.max_predictions}: must be >= 0 "
+                             "(0 = every position)")
         if config.model.vocab_size <= NUM_SPECIAL:
             raise ValueError(f"config.model.vocab_size={config.model.vocab_size}: BERT needs "
                              f"ordinary tokens (ids >= {NUM_SPECIAL}) to mask")
@@ -87,6 +97,14 @@ class BERT(language_model.LanguageModel):
                                           m.mask_prob, m.replace_prob, m.random_prob)
         return corrupted, tokens, selected
 
+    def max_predictions(self) -> int:
+        return self.config.method.max_predictions
+
     def task_metrics(self, tokens, selected):
         ordinary = jnp.sum(tokens >= NUM_SPECIAL)
-        return {"masked_fraction": jnp.sum(selected) / jnp.maximum(ordinary, 1)}
+        count = jnp.sum(selected)
+        scored = count
+        if 0 < self.max_predictions() < tokens.shape[1]:
+            scored = jnp.sum(jnp.minimum(jnp.sum(selected, axis=1), self.max_predictions()))
+        return {"masked_fraction": count / jnp.maximum(ordinary, 1),
+                "dropped_fraction": 1.0 - scored / jnp.maximum(count, 1)}

@@ -64,14 +64,23 @@ class LMHead(nn.Module):
 
 
 class LanguageModelNet(base.ProbedNet):
-    """Text backbone -> pooled features (probe) and per-position vocabulary logits."""
+    """Text backbone -> pooled features (probe) and vocabulary logits at every position,
+    or only at `positions` (int `[B, P]`), which saves the LM head's cost elsewhere."""
 
     lm_head: nn.Module
 
-    def __call__(self, tokens, train: bool):
+    def __call__(self, tokens, train: bool, positions: jax.Array | None = None):
         pooled, states = self.backbone(tokens, train=train, return_tokens=True)
+        if positions is not None:
+            states = jnp.take_along_axis(states, positions[:, :, None], axis=1)
         return dict(features=pooled, logits=self.lm_head(states),
                     probe_logits=self.probe_logits(pooled))
+
+
+def first_selected_positions(selected: jax.Array, count: int) -> jax.Array:
+    """int `[B, count]`: per row, the positions of the first `count` True entries of bool
+    `selected` `[B, L]` in order, then unselected positions (a static shape)."""
+    return jnp.argsort(~selected, axis=1, stable=True)[:, :count]
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -137,11 +146,21 @@ class LanguageModel(base.Method):
         """Extra metrics of the task (none by default)."""
         return {}
 
+    def max_predictions(self) -> int:
+        """Positions per sequence the LM head scores in training: the first this many
+        selected ones (BERT's `max_predictions_per_seq`); 0 = every position."""
+        return 0
+
     def loss(self, params, variables, batch, rng, step):
         tokens = self.inputs(batch)
         inputs, targets, selected = self.prediction_task(rng, tokens)
-        out, batch_stats = self.apply(params, variables, inputs, train=True)
-        loss, accuracy = masked_token_loss(out["logits"], targets, selected)
+        positions, scored = None, selected
+        if 0 < self.max_predictions() < tokens.shape[1]:
+            positions = first_selected_positions(selected, self.max_predictions())
+            targets = jnp.take_along_axis(targets, positions, axis=1)
+            scored = jnp.take_along_axis(selected, positions, axis=1)
+        out, batch_stats = self.apply(params, variables, inputs, train=True, positions=positions)
+        loss, accuracy = masked_token_loss(out["logits"], targets, scored)
         probe, probe_metrics = base.online_probe_loss(self.config, out["probe_logits"],
                                                       batch["label"])
         metrics = {f"{self.task}_loss": loss, f"{self.task}_accuracy": accuracy,
