@@ -35,19 +35,25 @@ def summarize(per_seed: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
+def run_seeds(config, seeds: list[str], root: pathlib.Path) -> tuple[list[dict], list[float]]:
+    """Every stage of `config` for each seed in `root/seed_<s>`: results and seconds per seed."""
     from ssl_jax import stages, validate
 
-    root = pathlib.Path(_WORKDIR.value)
     per_seed, seconds = [], []
-    for seed in map(int, _SEEDS.value):
-        config = _CONFIG.value.copy_and_resolve_references()
+    for seed in map(int, seeds):
+        config = config.copy_and_resolve_references()
         config.seed = seed
         validate.validate(config)
         start = time.time()
         per_seed.append(stages.run_stages(config, root / f"seed_{seed}"))
         seconds.append(time.time() - start)
+    return per_seed, seconds
+
+
+def main(argv):
+    del argv
+    root = pathlib.Path(_WORKDIR.value)
+    per_seed, seconds = run_seeds(_CONFIG.value, _SEEDS.value, root)
     table = summarize(per_seed)
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(

@@ -13,7 +13,6 @@ numbers to `WORKDIR/summary.json`.
 
 import json
 import pathlib
-import time
 
 import numpy as np
 from absl import app, flags
@@ -25,17 +24,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from ssl_jax.yarowsky import stage
-
     root = pathlib.Path(FLAGS.workdir)
-    per_seed, labels_seen, seconds = [], [], []
-    for seed in map(int, FLAGS.seeds):
-        config = FLAGS.config.copy_and_resolve_references()
-        config.seed = seed
-        stage.check_config(config)
-        start = time.time()
-        per_seed.append(stage.run(config, root / f"seed_{seed}"))
-        seconds.append(time.time() - start)
+    per_seed, seconds = seeds.run_seeds(FLAGS.config, FLAGS.seeds, root)
+    labels_seen = []
+    for seed in FLAGS.seeds:
         details = json.loads((root / f"seed_{seed}" / "yarowsky_details.json").read_text())
         labels_seen.append({word: d["labels_seen"] for word, d in details.items()})
     table = seeds.summarize(per_seed)

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.models.vit import TransformerBlock
+from ssl_jax.models.vit import TransformerBlock, pool_tokens
 
 PAD_ID = 0  # data.tokenizers.PAD; kept here so that models do not import the data layer.
 POOLS = ("cls", "gap")
@@ -71,9 +71,5 @@ class TextTransformer(nn.Module):
             x = TransformerBlock(self.num_heads, self.mlp_ratio, dtype=self.dtype,
                                  rotary=self.posemb == "rope", name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-        if self.pool == "cls":
-            pooled = x[:, 0]
-        else:
-            weights = valid.astype(x.dtype)[:, :, None]
-            pooled = jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
+        pooled = pool_tokens(x, valid, self.pool)
         return (pooled, x) if return_tokens else pooled

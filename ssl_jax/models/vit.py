@@ -75,6 +75,15 @@ class TransformerBlock(nn.Module):
         return x + y
 
 
+def pool_tokens(x: jax.Array, valid: jax.Array, pool: str) -> jax.Array:
+    """`[B, N, D]` tokens -> `[B, D]`: the first token ('cls') or the mean of the tokens
+    where bool `valid` `[B, N]` is True ('gap'; zeros when none is)."""
+    if pool == "cls":
+        return x[:, 0]
+    weights = valid.astype(x.dtype)[:, :, None]
+    return jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
+
+
 def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
     """Fixed 2-D sin-cos position embeddings `[height * width, dim]`, rows in raster order.
 
@@ -144,9 +153,5 @@ class ViT(nn.Module):
             x = TransformerBlock(self.num_heads, self.mlp_ratio, dtype=self.dtype,
                                  name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-        if self.pool == "cls":
-            pooled = x[:, 0]
-        else:
-            weights = valid.astype(x.dtype)[:, :, None]
-            pooled = jnp.sum(x * weights, axis=1) / jnp.sum(weights, axis=1)
+        pooled = pool_tokens(x, valid, self.pool)
         return (pooled, x) if return_tokens else pooled
