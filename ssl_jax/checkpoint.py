@@ -32,9 +32,13 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def due(self, step: int) -> bool:
+        """Whether `step` is a periodic save step (a multiple of `every_steps` > 0)."""
+        return self.every_steps > 0 and step % self.every_steps == 0
+
     def maybe_save(self, step: int, state, force: bool = False) -> bool:
         """Save at multiples of `every_steps` (or when forced); returns whether it saved."""
-        if not force and (self.every_steps <= 0 or step % self.every_steps):
+        if not force and not self.due(step):
             return False
         if self.manager.latest_step() == step:
             return False

@@ -3,7 +3,7 @@
 Config files in `configs/` start from `base_config()` and override what their
 (method, dataset) pair needs, so library code never guesses a default with
 `config.get(key, default)`. Sections: seed, stages, method, model, input, optim,
-schedule, eval, finetune, checkpoint, log, mesh.
+schedule, eval, finetune, checkpoint, log, guard, mesh.
 """
 
 import ml_collections
@@ -63,7 +63,13 @@ def method_config(name: str, image_size: int) -> ml_collections.ConfigDict:
 
 def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 256,
                 data_dir: str = "", method: str = "simclr") -> ml_collections.ConfigDict:
-    """`method` (default SimCLR) with a small convnet; every field present."""
+    """`method` (default SimCLR) with a small convnet; every field present.
+
+    guard (see `ssl_jax.guards`): on_nonfinite "stop" (raise at a step with a
+    non-finite loss or gradients, saving nothing from it on) or "skip" (that step
+    keeps the old state); min_embedding_std_ratio / min_rankme: log a collapse
+    warning below these values of the logged metrics (0 = off).
+    """
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.stages = ("pretrain", "knn", "linear_probe")
@@ -86,6 +92,8 @@ def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 
         schedule=dict(steps=500, epochs=0.0, warmup_epochs=0.0, final_lr_fraction=0.0)))
     c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3))
     c.log = ml_collections.ConfigDict(dict(every_steps=50))
+    c.guard = ml_collections.ConfigDict(dict(
+        on_nonfinite="stop", min_embedding_std_ratio=0.05, min_rankme=1.5))
     c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
     return c
 

@@ -9,6 +9,12 @@ Multi-process runs (docs/MULTIHOST.md) join with `--distributed` (Cloud TPU
 pods, SLURM, Open MPI: JAX detects the rest) or with `--coordinator_address`,
 `--num_processes` and `--process_id`; without any of them this is a single
 process and nothing is initialised.
+
+Exit status: 0 when every stage ran; 143 (SIGTERM) or 130 (SIGINT) when a signal
+stopped training after the step in flight, with "preempted at step N; checkpoint
+saved in DIR; rerun the same command to resume" logged (128 + the signal number:
+the status a shell reports for a process killed by that signal); 1 on an error.
+Rerunning resumes from that checkpoint (`ssl_jax.guards`).
 """
 
 from absl import app, flags, logging
@@ -37,7 +43,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Imported here so that `--help` and flag errors come before JAX starts.
-    from ssl_jax import distributed, stages, validate
+    from ssl_jax import distributed, stages, train, validate
 
     # Before anything touches a JAX backend (validate counts devices).
     try:
@@ -48,7 +54,10 @@ def main(argv):
     config = _CONFIG.value
     validate.validate(config)
     logging.info("config:\n%s", config)
-    stages.run_stages(config, _WORKDIR.value)
+    try:
+        stages.run_stages(config, _WORKDIR.value)
+    except train.Preempted as preempted:  # Already logged by `train.train`.
+        return preempted.exit_code
 
 
 if __name__ == "__main__":

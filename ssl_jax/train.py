@@ -6,13 +6,16 @@ The step is a single `jax.jit` over a device mesh: the batch is sharded on
 `'data'`, the state is replicated and donated. The step's random key is
 `fold_in(key(seed), step)` and the data of step s is a function of (seed, s), so
 a run stopped and resumed from a checkpoint ends with exactly the parameters of
-an uninterrupted one.
+an uninterrupted one. `guards` (config.guard) stops the loop cleanly on SIGTERM /
+SIGINT (`Preempted`, after a checkpoint), skips or stops at a non-finite step
+(`NonFiniteLoss`), and warns when the representation collapses.
 """
 
 import dataclasses
 import functools
 import itertools
 import pathlib
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +23,14 @@ import ml_collections
 import optax
 from absl import logging
 
-from ssl_jax import checkpoint, methods, metrics, optim, sharding
+from ssl_jax import checkpoint, guards, methods, metrics, optim, sharding
 from ssl_jax.data import loader
 from ssl_jax.data.sources import ArrayDataset
 from ssl_jax.state import TrainState
+
+# Raised by `train`: a signal stopped it after a checkpoint; a step was not finite.
+Preempted = guards.Preempted
+NonFiniteLoss = guards.NonFiniteLoss
 
 
 @dataclasses.dataclass
@@ -96,7 +103,11 @@ def loss_and_grads(method: methods.Method, state: TrainState, batch: dict, rng: 
 
 
 def train_step(run: Run, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    """One optimizer step on a global batch; pure, jitted by `make_step`."""
+    """One optimizer step on a global batch; pure, jitted by `make_step`.
+
+    Its metrics hold `finite` (loss and gradients finite); with
+    `config.guard.on_nonfinite == "skip"` a non-finite step keeps the old state.
+    """
     rng = jax.random.fold_in(run.train_rng, state.step)
     loss, (batch_stats, extra, step_metrics), grads = loss_and_grads(run.method, state, batch, rng)
     updates, opt_state = run.tx.update(grads, state.opt_state, state.params)
@@ -104,8 +115,12 @@ def train_step(run: Run, state: TrainState, batch: dict) -> tuple[TrainState, di
     variables = run.method.after_step(
         dict(params=params, batch_stats=batch_stats, extra=extra), state.step)
     new_state = TrainState(step=state.step + 1, opt_state=opt_state, **variables)
+    grad_norm = optax.tree.norm(grads)
+    finite = guards.is_finite(loss, grad_norm)
+    if run.config.guard.on_nonfinite == "skip":
+        new_state = guards.skip_if_not_finite(finite, new_state, state)
     step_metrics = dict(step_metrics, loss=loss, learning_rate=run.schedule(state.step),
-                        grad_norm=optax.tree.norm(grads))
+                        grad_norm=grad_norm, finite=finite)
     return new_state, step_metrics
 
 
@@ -130,13 +145,21 @@ def replace_backbone(state: TrainState, backbone: dict) -> TrainState:
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           dataset: ArrayDataset | None, *, init_backbone: dict | None = None,
-          stop_at_step: int | None = None) -> Run:
+          stop_at_step: int | None = None,
+          on_step: Callable[[int, TrainState], None] | None = None) -> Run:
     """Train (or resume) a run in `workdir`; returns it with its final state.
 
     Args:
       init_backbone: `{'params', 'batch_stats'}` of a pretrained backbone to start from.
       stop_at_step: stop (with a checkpoint) after this step, as a preemption would;
         the schedule still spans the whole run, so a restart continues it exactly.
+      on_step: called as `on_step(steps_done, state)` after every step, before the loop
+        checks for signals, logs or saves: a hook for tests (inject a fault, inspect a
+        state). The state's buffers are donated to the next step: copy what you keep.
+
+    Raises:
+      Preempted: SIGTERM or SIGINT arrived; the checkpoint of the step it ended is saved.
+      NonFiniteLoss: a step was not finite and `config.guard.on_nonfinite == "stop"`.
     """
     workdir = pathlib.Path(workdir)
     run = build(config, dataset)
@@ -154,21 +177,40 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     step_fn = make_step(run)
     writer = metrics.MetricWriter(workdir)
     progress = metrics.ProgressLine(run.total_steps, config.input.batch_size, start)
+    nonfinite = guards.NonFiniteGuard(config.guard.on_nonfinite)
     batches = sharding.DevicePrefetcher(
         itertools.islice(run.pipeline.batches(start), end - start), run.mesh,
         config.input.prefetch)
     try:
-        for step, batch in zip(range(start, end), batches):
-            state, step_metrics = step_fn(state, batch)
-            done = step + 1
-            if done % config.log.every_steps == 0 or done == end:
-                scalars = jax.device_get(step_metrics)
-                writer.write(done, {**scalars, **progress.update(done, scalars)})
-            ckpt.maybe_save(done, state)
-        ckpt.maybe_save(int(state.step), state, force=True)
+        with guards.StopSignals() as signals:
+            for step, batch in zip(range(start, end), batches):
+                state, step_metrics = step_fn(state, batch)
+                done = step + 1
+                nonfinite.record(done, step_metrics)
+                if on_step is not None:
+                    on_step(done, state)
+                logging_step = done % config.log.every_steps == 0 or done == end
+                stopping = signals.stop_requested(logging_step)
+                if logging_step or ckpt.due(done) or stopping:
+                    nonfinite.check(ckpt)  # Before any save: never save a non-finite state.
+                if logging_step:
+                    scalars = jax.device_get(step_metrics)
+                    if nonfinite.action == "skip":
+                        scalars["skipped_steps"] = nonfinite.skipped
+                    writer.write(done, {**scalars, **progress.update(done, scalars)})
+                    guards.warn_on_collapse(done, scalars, config.guard)
+                if stopping:
+                    break
+                ckpt.maybe_save(done, state)
+            nonfinite.check(ckpt)
+            ckpt.maybe_save(int(state.step), state, force=True)
     finally:
         batches.close()
-        ckpt.close()
+        ckpt.close()  # Waits for the saves in flight.
         writer.close()
+    if signals.received is not None:
+        preempted = Preempted(int(state.step), ckpt.directory, signals.received)
+        logging.warning("%s", preempted)
+        raise preempted
     run.state = state
     return run
