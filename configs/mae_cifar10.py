@@ -3,9 +3,10 @@ r"""MAE (masked autoencoder) on CIFAR-10.
 The CIFAR-10 image-folder tars (`ssl_jax.config.cifar10_config`: 1000 epochs,
 10 of warm-up, warmup-cosine) with solo-learn's MAE CIFAR recipe
 (`scripts/pretrain/cifar/mae.yaml`): ViT-S with 4x4 patches (an 8x8 grid, 16
-patches visible at the 75% mask), CLS pooling; decoder 512 wide, 8 blocks, 16
-heads; norm_pix loss; batch 256, AdamW lr 2e-4 x B/256, weight decay 0.05,
-betas (0.9, 0.95). Positions are the paper's fixed 2-D sin-cos embeddings;
+patches visible at the 75% mask), features the mean of the patch tokens (the
+decoder trains no CLS token); decoder 512 wide, 8 blocks, 16 heads; norm_pix
+loss; batch 256, AdamW lr 2e-4 x B/256, weight decay 0.05, betas (0.9, 0.95).
+Positions are the paper's fixed 2-D sin-cos embeddings;
 views are the paper's crops of 20-100% + flips (solo-learn crops 8-100%).
 
 Fine-tuning (`config.finetune`, when added to `config.stages`) trains the same
@@ -26,7 +27,7 @@ from ssl_jax.models import default_model_config
 def get_config(arg: str | None = None):
     config = cifar10_config("mae")
     config.model = default_model_config("vit_s")
-    config.model.update(dict(patch_size=4, pool="cls", posemb="sincos2d"))
+    config.model.update(dict(patch_size=4, pool="gap", posemb="sincos2d"))
     config.input.batch_size = 256
     config.method.decoder.update(dict(width=512, depth=8, num_heads=16))
     config.optim.update(dict(name="adamw", lr=2e-4, lr_scaling="linear", weight_decay=0.05,

@@ -25,7 +25,8 @@ def tiny_config():
     """MAE on the 8x8 digits: a ViT 8 wide with 2x2 patches (16 patches, 4 visible)."""
     config = runlocal(base_config(method="mae"))
     config.model = default_model_config("vit")
-    config.model.update(dict(width=8, depth=2, num_heads=2, patch_size=2, posemb="sincos2d"))
+    config.model.update(dict(width=8, depth=2, num_heads=2, patch_size=2, posemb="sincos2d",
+                             pool="gap"))
     config.method.decoder.update(dict(width=16, depth=1, num_heads=2))
     return config
 
@@ -206,6 +207,7 @@ def test_one_device_equals_eight_devices(digits):  # noqa: F811
 
 @pytest.mark.parametrize("field,value,message", [
     ("model.name", "convnet", "config.model.name='convnet'"),
+    ("model.pool", "cls", "config.model.pool='cls': MAE's decoder reads the patch tokens"),
     ("method.mask_ratio", 1.5, "config.method.mask_ratio=1.5: must be in (0, 1)"),
     ("method.mask_ratio", 0.99, "config.method.mask_ratio=0.99: leaves 0 of the 16"),
     ("method.mask_ratio", 1e-17, "config.method.mask_ratio=1e-17: leaves 16 of the 16"),

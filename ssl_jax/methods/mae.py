@@ -23,9 +23,11 @@ where m is 1 at the masked patches (the loss ignores the visible ones) and Y
 holds the decoder's predictions at the masked positions. `norm_pix_loss`
 standardises each target patch by its own statistics (the paper's better
 variant, Table 1c); the variance is the unbiased one (ddof=1) as PyTorch's
-`.var()` in the official code. The decoder sees the encoder's patch tokens only:
-with `pool='cls'` the CLS token is dropped before the decoder (the official
-decoder also carries it; it has no position and is never a target).
+`.var()` in the official code. The decoder sees the encoder's patch tokens only
+(the official decoder also carries the CLS token, which has no position and is
+never a target), so a CLS token would get no gradient from the loss and its
+output would be an untrained summary: the backbone must pool the patch tokens
+(`config.model.pool='gap'`, as MAE's fine-tuning does).
 
 The visible and masked indices are in the random order of the argsort, not
 sorted: the encoder and the decoder are permutation-equivariant once the
@@ -101,8 +103,7 @@ class MAENet(base.ProbedNet):
 
     def __call__(self, x, visible: jax.Array, masked: jax.Array, train: bool):
         pooled, tokens = self.backbone(x, train=train, return_tokens=True, keep=visible)
-        patch_tokens = tokens[:, 1:] if self.backbone.pool == "cls" else tokens
-        return dict(features=pooled, predictions=self.decoder(patch_tokens, visible, masked),
+        return dict(features=pooled, predictions=self.decoder(tokens, visible, masked),
                     probe_logits=self.probe_logits(pooled))
 
 
@@ -123,6 +124,9 @@ class MAE(base.Method):
         if model.name not in VIT_BACKBONES:
             raise ValueError(f"config.model.name={model.name!r}: MAE masks the patches of a "
                              f"ViT; expected one of {list(VIT_BACKBONES)}")
+        if model.pool != "gap":
+            raise ValueError(f"config.model.pool={model.pool!r}: MAE's decoder reads the patch "
+                             "tokens only, so a CLS token would never be trained; use 'gap'")
         p = model.patch_size
         for field, size in (("config.method.view.out_size", m.view.out_size),
                             ("config.input.image_size", config.input.image_size)):
