@@ -79,7 +79,7 @@ def test_loss_is_the_squared_error_to_the_clean_view(digits):  # noqa: F811
     rng = jax.random.key(3)
     loss, (_, _, step_metrics) = jax.jit(method.loss)(state.params, variables, batch, rng,
                                                       state.step)
-    clean, noisy = jax.jit(method.inputs)(rng, batch)
+    clean, noisy = jax.jit(method.clean_and_corrupted)(rng, batch)
     mean, std = np.asarray(run.config.input.mean), np.asarray(run.config.input.std)
     clean_pixels = np.asarray(clean, np.float64) * std + mean
     noisy_pixels = np.asarray(noisy, np.float64) * std + mean
@@ -143,7 +143,7 @@ def _on_devices(config, dataset, num_devices: int):
     batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
     rng = jax.random.fold_in(run.train_rng, 0)
     (loss, _, grads), (_, noisy) = jax.jit(lambda s, b, r: (
-        train.loss_and_grads(run.method, s, b, r), run.method.inputs(r, b)))(state, batch, rng)
+        train.loss_and_grads(run.method, s, b, r), run.method.clean_and_corrupted(r, b)))(state, batch, rng)
     return jax.device_get((loss, grads, noisy))
 
 
@@ -172,7 +172,7 @@ def test_masked_inputs_are_the_same_on_one_and_eight_devices(digits):  # noqa: F
         config.mesh.num_devices = num_devices
         run = train.build(config, digits)
         batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-        inputs.append(jax.device_get(jax.jit(run.method.inputs)(jax.random.key(5), batch)))
+        inputs.append(jax.device_get(jax.jit(run.method.clean_and_corrupted)(jax.random.key(5), batch)))
     np.testing.assert_array_equal(inputs[0][1], inputs[1][1])
     assert np.mean(inputs[0][1] != inputs[0][0]) > 0.1  # Corrupted indeed.
 

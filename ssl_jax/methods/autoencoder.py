@@ -117,7 +117,7 @@ class Autoencoder(base.Method):
                               decoder=build_decoder(self.config.model),
                               num_classes=self.num_classes)
 
-    def inputs(self, rng: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
+    def clean_and_corrupted(self, rng: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
         """(clean, corrupted) network inputs, both normalised, from independent keys split
         from `rng`: the view, and its corruption made in [0, 1] pixel units."""
         view_rng, noise_rng = jax.random.split(rng)
@@ -127,7 +127,7 @@ class Autoencoder(base.Method):
         return self.normalize(pixels), self.normalize(noisy)
 
     def loss(self, params, variables, batch, rng, step):
-        clean, noisy = self.inputs(rng, batch)
+        clean, noisy = self.clean_and_corrupted(rng, batch)
         out, batch_stats = self.apply(params, variables, noisy, train=True)
         reconstruction_loss = jnp.mean(jnp.square(out["reconstruction"] - clean))
         probe, probe_metrics = base.online_probe_loss(self.config, out["probe_logits"],

@@ -17,7 +17,8 @@ Fields of `config.model` (every config has all of them, see `default_model_confi
                       patch tokens / of the non-padding tokens)
   posemb              vit: 'learn' or 'sincos2d' (fixed); text_transformer: 'learn' or
                       'rope' (rotary)
-  vocab_size          text_transformer: number of token ids (the tokenizer's vocab_size)
+  vocab_size          text_transformer: number of token ids (the tokenizer's vocab_size;
+                      default 260, the byte tokenizer's)
   causal              text_transformer: causal self-attention (GPT) or not (BERT)
 
 Each backbone reads only the fields listed in its `Backbone.fields` (plus name
@@ -35,7 +36,7 @@ import ml_collections
 from ssl_jax.models.convnet import ConvNet
 from ssl_jax.models.mlp import MLPEncoder
 from ssl_jax.models.resnet import resnet18, resnet50
-from ssl_jax.models.text_transformer import TextTransformer
+from ssl_jax.models.text_transformer import BYTE_VOCAB_SIZE, TextTransformer
 from ssl_jax.models.vit import VARIANTS, ViT
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -95,10 +96,15 @@ def feature_dim(config: ml_collections.ConfigDict) -> int:
 
 def default_model_config(name: str = "convnet") -> ml_collections.ConfigDict:
     """Every `config.model` field with its default, for the backbone `name` (`vit`: the
-    ViT-Ti size)."""
+    ViT-Ti size; `text_transformer`: 4 blocks of 128 with 4 heads over byte tokens,
+    mean-pooled)."""
     _check_name(name)
-    return ml_collections.ConfigDict(dict(
+    config = ml_collections.ConfigDict(dict(
         name=name, dtype="float32", widths=(32, 64, 128), stem="cifar",
         width=VARIANTS["ti"]["width"] if name == "vit" else 64, zero_init_residual=False,
         patch_size=16, pool="cls", posemb="learn", depth=VARIANTS["ti"]["depth"],
         num_heads=VARIANTS["ti"]["num_heads"], vocab_size=0, causal=False))
+    if name == "text_transformer":
+        config.update(dict(width=128, depth=4, num_heads=4, pool="gap",
+                           vocab_size=BYTE_VOCAB_SIZE))
+    return config

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from ssl_jax.models.vit import TransformerBlock, pool_tokens
 
 PAD_ID = 0  # data.tokenizers.PAD; kept here so that models do not import the data layer.
+BYTE_VOCAB_SIZE = 260  # data.tokenizers.ByteTokenizer: 4 special ids + 256 bytes.
 POOLS = ("cls", "gap")
 POSEMBS = ("learn", "rope")
 
