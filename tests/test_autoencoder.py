@@ -2,7 +2,6 @@
 loss against a float64 reference with the clean view as target, the decoders' output
 shapes, 1 == 8 devices, a short real-MNIST run, and config errors naming the field."""
 
-import re
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +14,8 @@ from ssl_jax.data import sources
 from ssl_jax.methods.autoencoder import corrupt
 from ssl_jax.models import build_backbone, default_model_config
 from ssl_jax.models.decoders import ConvDecoder, MLPDecoder, build_decoder
-from test_joint_methods import assert_trees_close, built, digits, tiny_config  # noqa: F401
+from test_joint_methods import (assert_trees_close, assert_validation_names, built,  # noqa: F401
+                                digits, tiny_config)
 
 SIGMAS = 5.0  # Tolerance of the binomial counts, in standard deviations.
 
@@ -204,14 +204,7 @@ def test_denoising_autoencoder_learns_to_reconstruct_mnist(shared_data, tmp_path
     ("model.name", "resnet18", "config.model.name='resnet18'"),
 ])
 def test_bad_config_values_name_the_field(field, value, message):
-    config = tiny_config("denoising_autoencoder")
-    section, _, key = field.rpartition(".")
-    config_section = config
-    for part in section.split("."):
-        config_section = config_section[part]
-    config_section[key] = value
-    with pytest.raises(ValueError, match=re.escape(message)):
-        validate.validate(config)
+    assert_validation_names(tiny_config("denoising_autoencoder"), field, value, message)
 
 
 def test_gaussian_std_must_be_at_most_one_pixel_range():

@@ -3,20 +3,19 @@ causality, sampling, 1 == 8 devices, the lm_eval stage and a real tiny-shakespea
 
 import json
 import math
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import methods, sample, sharding, stages, validate
+from ssl_jax import methods, sample, sharding, stages
 from ssl_jax.config import base_config, runlocal
 from ssl_jax.data import sources
 from ssl_jax.data.tokenizers import CLS, MASK, NUM_SPECIAL, PAD, UNK
 from ssl_jax.methods import bert, gpt, language_model
 from ssl_jax.models import default_model_config
-from test_joint_methods import assert_one_device_equals_eight
+from test_joint_methods import assert_one_device_equals_eight, assert_validation_names
 
 VOCAB = 260  # The byte tokenizer's.
 
@@ -252,11 +251,7 @@ def test_generate_is_deterministic_respects_top_k_and_compiles_once(text_dir):
     ("bert", "method.max_predictions", -1, "config.method.max_predictions=-1"),
 ])
 def test_bad_config_values_name_the_field(text_dir, name, field, value, message):
-    config = text_config(name, text_dir)
-    section, key = field.split(".")
-    config[section][key] = value
-    with pytest.raises(ValueError, match=re.escape(message)):
-        validate.validate(config)
+    assert_validation_names(text_config(name, text_dir), field, value, message)
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt"])

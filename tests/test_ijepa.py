@@ -14,12 +14,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ssl_jax import metrics, sharding, train, validate
+from ssl_jax import metrics, sharding, train
 from ssl_jax.config import base_config, load_config_file, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods import ijepa, multiblock
 from ssl_jax.models import default_model_config
-from test_joint_methods import assert_trees_close, built, digits  # noqa: F401
+from test_joint_methods import (assert_trees_close, assert_validation_names, built,  # noqa: F401
+                                digits)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCALE, ASPECT, CONTEXT_SCALE = (0.15, 0.2), (0.75, 1.5), (0.85, 1.0)
@@ -175,15 +176,7 @@ def test_masks_are_a_function_of_the_key():
     ("method.ema.schedule", "step", "config.method.ema.schedule='step'"),
 ])
 def test_config_errors_name_the_field(field, value, message):
-    config = tiny_config()
-    section, key = field.rsplit(".", 1)
-    node = config
-    for part in section.split("."):
-        node = node[part]
-    node[key] = value
-    with pytest.raises(ValueError) as error:
-        validate.validate(config)
-    assert message in str(error.value)
+    assert_validation_names(tiny_config(), field, value, message)
 
 
 # --- targets and loss -------------------------------------------------------------------------

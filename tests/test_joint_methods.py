@@ -32,6 +32,19 @@ def digits():
     return sources.load(base_config().input)
 
 
+def assert_validation_names(config, field: str, value, message: str):
+    """Set the dotted `field` (e.g. "method.decoder.width") of `config` to `value`; the
+    up-front validation must then raise a ValueError containing `message`."""
+    *sections, key = field.split(".")
+    node = config
+    for part in sections:
+        node = node[part]
+    node[key] = value
+    with pytest.raises(ValueError) as error:
+        validate.validate(config)
+    assert message in str(error.value)
+
+
 def built(config, dataset, num_devices: int):
     config = config.copy_and_resolve_references()
     config.mesh.num_devices = num_devices

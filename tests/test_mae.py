@@ -10,13 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import metrics, sharding, train, validate
+from ssl_jax import metrics, sharding, train
 from ssl_jax.config import base_config, load_config_file, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods.mae import masked_patch_loss, normalize_patches, patchify, random_masking
 from ssl_jax.models import default_model_config
 from ssl_jax.models.vit import ViT
-from test_joint_methods import assert_one_device_equals_eight, built, digits  # noqa: F401
+from test_joint_methods import (assert_one_device_equals_eight, assert_validation_names,  # noqa: F401
+                                built, digits)
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -217,15 +218,7 @@ def test_one_device_equals_eight_devices(digits):  # noqa: F811
     ("method.decoder.num_heads", 3, "config.method.decoder.width=16"),
 ])
 def test_config_errors_name_the_field(field, value, message):
-    config = tiny_config()
-    section, _, key = field.rpartition(".")
-    target = config
-    for part in section.split("."):
-        target = target[part]
-    target[key] = value
-    with pytest.raises(ValueError) as error:
-        validate.validate(config)
-    assert message in str(error.value)
+    assert_validation_names(tiny_config(), field, value, message)
 
 
 def test_mae_loss_falls_on_mnist(shared_data, tmp_path):
