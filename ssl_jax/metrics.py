@@ -29,15 +29,25 @@ class MetricWriter:
         if not self.enabled:
             return
         scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+        except OSError as error:  # Name the file: a full disk says only "No space left".
+            raise OSError(error.errno, f"writing the metrics of step {step}: {error.strerror}",
+                          str(self.path)) from error
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, int(step))
         self._tb.flush()
 
     def close(self):
+        """Flush and close the event files; a failure is logged, not raised, so that it
+        never hides the error that ended a run (metrics.jsonl holds every value)."""
         if self._tb is not None:
-            self._tb.close()
+            try:
+                self._tb.close()
+            except OSError as error:
+                logging.error("could not flush the TensorBoard events in %s: %s",
+                              self._tb.logdir, error)
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:

@@ -160,6 +160,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     Raises:
       Preempted: SIGTERM or SIGINT arrived; the checkpoint of the step it ended is saved.
       NonFiniteLoss: a step was not finite and `config.guard.on_nonfinite == "stop"`.
+      checkpoint.SaveFailed: a checkpoint could not be written (a full disk); the last
+        complete one is intact and a rerun resumes from it.
     """
     workdir = pathlib.Path(workdir)
     run = build(config, dataset)
@@ -193,6 +195,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                 stopping = signals.stop_requested(logging_step)
                 if logging_step or ckpt.due(done) or stopping:
                     nonfinite.check(ckpt)  # Before any save: never save a non-finite state.
+                    ckpt.check_for_errors()  # A failed async save stops the run here.
                 if logging_step:
                     scalars = jax.device_get(step_metrics)
                     if nonfinite.action == "skip":
