@@ -8,7 +8,7 @@ locked, so `--config.method.tempreture=0.1` fails in flag parsing.)
 import jax
 import ml_collections
 
-from ssl_jax import guards, methods, models, optim, stages
+from ssl_jax import config_rules, guards, methods, models, optim, stages
 from ssl_jax.data import sources, text
 
 
@@ -30,11 +30,13 @@ def validate(config: ml_collections.ConfigDict):
     if "yarowsky" in config.stages:
         raise ValueError(f"config.stages={config.stages}: 'yarowsky' needs "
                          "config.method.name='yarowsky'")
+    config_rules.check_leaves(config)  # Types and ranges of every field first.
     for stage in config.stages:
         _one_of("config.stages", stage, stages.STAGES)
     _one_of("config.method.name", config.method.name, methods.METHODS)
     methods.METHODS[config.method.name].check_config(config)
     _one_of("config.model.name", config.model.name, models.BACKBONES)
+    models.check_config(config.model, image_sizes(config))
     _one_of("config.input.dataset", config.input.dataset, sources.DATASETS)
     _one_of("config.optim.name", config.optim.name, optim.OPTIMIZERS)
     _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
@@ -47,15 +49,31 @@ def validate(config: ml_collections.ConfigDict):
         _one_of("config.eval.baselines", baseline, stages.BASELINES)
     text.check_config(config.input)  # Tokenizer and windows of the text sources.
     sources.check_data_dir(config.input)  # For the sources that read files from it.
-    devices = jax.device_count() if config.mesh.num_devices == -1 else config.mesh.num_devices
+    if config.mesh.num_devices == -1:
+        devices, source = jax.device_count(), "every device"
+    else:
+        devices, source = config.mesh.num_devices, "config.mesh.num_devices"
+        if devices > jax.device_count():
+            raise ValueError(f"config.mesh.num_devices={devices}: only {jax.device_count()} "
+                             "devices are available (-1 uses them all)")
     for field, batch in (("config.input.batch_size", config.input.batch_size),
                          ("config.eval.batch_size", config.eval.batch_size),
                          ("config.finetune.batch_size", config.finetune.batch_size)):
         if batch <= 0 or batch % devices:
             raise ValueError(f"{field}={batch} is not a positive multiple of the number of "
-                             f"devices ({devices})")
+                             f"devices ({devices}, {source})")
     if config.schedule.steps <= 0 and config.schedule.epochs <= 0:
         raise ValueError("config.schedule: set steps > 0 or epochs > 0")
     if not 0.0 < config.eval.probe_val_fraction < 1.0:
         raise ValueError(f"config.eval.probe_val_fraction={config.eval.probe_val_fraction}: "
                          "must be in (0, 1)")
+
+
+def image_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
+    """The image sides a backbone sees, by the field that sets them: the input's and
+    each view's `out_size` in `config.method` (tasks included)."""
+    sizes = {"config.input.image_size": config.input.image_size}
+    for path, value in config_rules.leaves(config.method, "config.method."):
+        if path.endswith(".out_size"):
+            sizes[path] = value
+    return sizes

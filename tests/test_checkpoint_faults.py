@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from absl import logging
 
-from ssl_jax import checkpoint, train
+from ssl_jax import checkpoint, metrics, train
 from test_reliability import (assert_trees_equal, digits, persistent_compilation_cache,  # noqa: F401
                               quickstart, saved_steps, uninterrupted)
 
@@ -58,12 +58,23 @@ def final_state(path: pathlib.Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def reference(subprocess_env, tmp_path_factory) -> list[np.ndarray]:
-    """The final state of the 12-step run, uninterrupted."""
+def reference_run(subprocess_env, tmp_path_factory) -> pathlib.Path:
+    """The workdir of the 12-step run, uninterrupted (its final state in final.npz)."""
     directory = tmp_path_factory.mktemp("reference")
     done = fault_run(subprocess_env, directory / "run", directory / "final.npz")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    return final_state(directory / "final.npz")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> list[np.ndarray]:
+    return final_state(reference_run / "final.npz")
+
+
+def logged_values(workdir: pathlib.Path) -> dict[int, dict]:
+    """The metrics of each logged step, from the last run that logged it, timings left out."""
+    return {record["step"]: {k: v for k, v in record.items() if not k.endswith("_per_s")}
+            for record in metrics.read_metrics(workdir)}
 
 
 def complete_steps(checkpoints: pathlib.Path) -> list[int]:
@@ -72,10 +83,11 @@ def complete_steps(checkpoints: pathlib.Path) -> list[int]:
 
 
 def test_sigkill_at_three_random_steps_then_resume_ends_bitwise_equal(
-        subprocess_env, reference, tmp_path):
+        subprocess_env, reference_run, reference, tmp_path):
     """SIGKILL (no handler runs, nothing is flushed) after 3 random steps of one run: each
     restart resumes from the newest complete checkpoint (a save in flight at the kill is
-    not one), and the run finishes bitwise equal to the uninterrupted one."""
+    not one), and the run finishes bitwise equal to the uninterrupted one, having logged
+    exactly its metrics."""
     kills = sorted(random.SystemRandom().sample(range(1, STEPS), 3))
     print("SIGKILL after steps", kills, "(checkpoints every", EVERY, "steps)")
     workdir, out = tmp_path / "run", tmp_path / "final.npz"
@@ -95,6 +107,8 @@ def test_sigkill_at_three_random_steps_then_resume_ends_bitwise_equal(
     assert finished.returncode == 0, finished.stdout + finished.stderr[-3000:]
     assert started_at(finished.stdout) == resumed_from
     jax.tree.map(np.testing.assert_array_equal, final_state(out), reference)
+    # Determinism: every logged metric equals the uninterrupted run's (same seed).
+    assert logged_values(workdir) == logged_values(reference_run / "run")
     assert not [p.name for p in (workdir / "checkpoints").iterdir() if "tmp" in p.name]
 
 

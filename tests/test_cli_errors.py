@@ -1,5 +1,6 @@
 """The command line, clear errors for bad input, and no TensorFlow on import."""
 
+import functools
 import os
 import pathlib
 import subprocess
@@ -42,13 +43,25 @@ def test_unknown_config_key_is_refused_before_anything_runs(tmp_path):
     ("model.name", "resnet19", "config.model.name='resnet19'"),
     ("input.dataset", "imagenet21k", "config.input.dataset='imagenet21k'"),
     ("optim.name", "adam_typo", "config.optim.name='adam_typo'"),
-    ("input.batch_size", 60, "not a positive multiple of the number of devices (8)"),
+    ("input.batch_size", 60, "not a positive multiple of the number of devices (8, every device)"),
     ("stages", ("pretrain", "lineer_probe"), "config.stages='lineer_probe'"),
+    # config_rules: by the longest dotted suffix with a rule, wherever the field is.
+    ("method.view.crop_scale", (0.5,), "config.method.view.crop_scale=(0.5,): expected (low, "
+     "high) with 0.0 < low <= high <= 1.0"),
+    ("finetune.view.crop_ratio", (2.0, 1.0), "config.finetune.view.crop_ratio=(2.0, 1.0)"),
+    ("log.every_steps", 0, "config.log.every_steps=0: expected an integer >= 1"),
+    ("checkpoint.every_steps", -1, "config.checkpoint.every_steps=-1: expected an integer >= 0"),
+    ("model.widths", (8, 0), "config.model.widths[1]=0: expected an integer >= 1"),
+    ("optim.lr", float("nan"), "config.optim.lr=nan: expected a finite number in (0.0, inf]"),
+    ("optim.frozen", (3,), "config.optim.frozen[0]=3: expected a string"),
+    ("method.projector.hidden_dim", 0, "config.method.projector.hidden_dim=0"),
+    ("mesh.num_devices", 3, "(3, config.mesh.num_devices)"),
+    ("mesh.num_devices", 64, "config.mesh.num_devices=64: only 8 devices are available"),
 ])
 def test_bad_config_values_name_the_field(field, value, message):
     config = load_config("quickstart")
-    section, _, key = field.rpartition(".")
-    setattr(config[section] if section else config, key, value)
+    *sections, key = field.split(".")
+    setattr(functools.reduce(getattr, sections, config), key, value)
     with pytest.raises(ValueError) as error:
         validate.validate(config)
     assert message in str(error.value)

@@ -461,4 +461,15 @@ def load(config: ml_collections.ConfigDict) -> ArrayDataset:
         dataset = dataset.unlabeled()
     if config.train_limit > 0 and not chosen.applies_train_limit:
         dataset = _limit_train(dataset, config.train_limit)
+    if dataset.input_key == "image":
+        _check_normalisation(config, dataset.train_inputs.shape[-1])
     return dataset
+
+
+def _check_normalisation(config: ml_collections.ConfigDict, channels: int):
+    """`config.mean` / `config.std` give one value, or one per channel of the images (a
+    grayscale image broadcasts to as many channels as they give)."""
+    for field in ("mean", "std"):
+        if channels > 1 and len(config[field]) not in (1, channels):
+            raise ValueError(f"config.input.{field}={tuple(config[field])}: the images have "
+                             f"{channels} channel(s); give 1 value or {channels}")

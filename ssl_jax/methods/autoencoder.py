@@ -111,6 +111,10 @@ class Autoencoder(base.Method):
         if config.model.name not in DECODERS:
             raise ValueError(f"config.model.name={config.model.name!r}: the auto-encoder's "
                              f"decoder mirrors only {sorted(DECODERS)}")
+        if config.method.view.out_size != config.input.image_size:
+            raise ValueError(f"config.method.view.out_size={config.method.view.out_size}: the "
+                             "decoder reconstructs images of config.input.image_size="
+                             f"{config.input.image_size}; set both to the same size")
 
     def build_net(self):
         return AutoencoderNet(backbone=build_backbone(self.config.model),

@@ -79,6 +79,40 @@ def _field(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+POSITION_EMBEDDINGS = {"vit": ("learn", "sincos2d"), "text_transformer": ("learn", "rope")}
+
+
+def check_config(config: ml_collections.ConfigDict, image_sizes: dict[str, int]):
+    """ValueError naming the `config.model` field a backbone cannot be built with.
+
+    `image_sizes`: the image sides the backbone will see, by the config field that sets
+    them (`config.input.image_size`, a view's `out_size`), for the patch-size check.
+    """
+    _check_name(config.name)
+    if config.dtype not in DTYPES:
+        raise ValueError(f"config.model.dtype={config.dtype!r}: expected one of {sorted(DTYPES)}")
+    fields = BACKBONES[config.name].fields
+    family = "text_transformer" if config.name == "text_transformer" else "vit"
+    if "posemb" in fields and config.posemb not in POSITION_EMBEDDINGS[family]:
+        raise ValueError(f"config.model.posemb={config.posemb!r}: the {config.name} backbone "
+                         f"takes one of {list(POSITION_EMBEDDINGS[family])}")
+    if "num_heads" in fields and config.width % config.num_heads:
+        raise ValueError(f"config.model.width={config.width} is not divisible by "
+                         f"config.model.num_heads={config.num_heads}")
+    width = build_backbone(config).feature_dim
+    if "posemb" in fields and config.posemb == "sincos2d" and width % 4:
+        raise ValueError(f"config.model.posemb='sincos2d' needs config.model.width divisible "
+                         f"by 4, got {width}")
+    if "posemb" in fields and config.posemb == "rope" and (width // config.num_heads) % 2:
+        raise ValueError(f"config.model.posemb='rope' needs an even head width: "
+                         f"config.model.width={width} / num_heads={config.num_heads} is odd")
+    if "patch_size" in fields:
+        for field, size in image_sizes.items():
+            if size % config.patch_size:
+                raise ValueError(f"config.model.patch_size={config.patch_size} does not divide "
+                                 f"{field}={size}")
+
+
 def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
     """The backbone named by `config.name` (the `config.model` section), unbound."""
     _check_name(config.name)
