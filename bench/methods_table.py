@@ -8,7 +8,9 @@ test accuracy (%), mean ± std over seeds.
 
 Runs `configs/<method>_<dataset>.py` for each method and seed (all its stages:
 pretrain, knn, linear_probe, finetune) in `WORKDIR/<method>/seed_<s>`, with the
-comma-separated `--overrides` (Python literals) applied to every config. A run
+comma-separated `--overrides` (Python literals) applied to every config (a key
+written `?key` only to the configs that have that field, e.g.
+`?method.projector.hidden_dim=512` for the methods with a projector). A run
 whose `results.json` exists is not run again, so a stopped table resumes, and a
 stopped pretraining resumes from its checkpoint.
 
@@ -70,13 +72,20 @@ def method_config(method: str, seed: int, overrides: dict, baselines: bool):
     config = load_config_file(str(path))
     config.seed = seed
     for key, value in overrides.items():
-        *parents, leaf = key.split(".")
+        optional = key.startswith("?")
+        *parents, leaf = key.lstrip("?").split(".")
         section = config
         for name in parents:
+            if name not in section:
+                break
             section = section[name]
-        if leaf not in section:
-            raise KeyError(f"--overrides: config has no field {key!r}")
-        section[leaf] = value
+        else:
+            if leaf in section:
+                section[leaf] = value
+                continue
+        if not optional:
+            raise KeyError(f"--overrides: config of {method!r} has no field {key!r} (prefix it "
+                           "with '?' to apply it only where present)")
     config.stages = ("pretrain", "knn", "linear_probe", "finetune")
     if not baselines:
         config.eval.baselines = ()

@@ -6,6 +6,7 @@ each, and keeps exactly the good ones. Hypothesis feeds random bytes as images
 and IDX files, and random label arrays to npz files.
 """
 
+import collections
 import gzip
 import io
 import logging
@@ -63,6 +64,16 @@ def good_split(n=2, classes=("a", "b")) -> dict:
 
 
 # --- missing paths --------------------------------------------------------------------------
+
+TRIED = collections.Counter()  # What the property-based tests generated, by outcome.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_what_was_tried():
+    yield
+    for kind, count in sorted(TRIED.items()):
+        print(f"{count:4d} x {kind}")
+
 
 @pytest.mark.parametrize("dataset", ["image_folder", "npz", "idx", "mnist", "cifar10"])
 def test_missing_data_dir_names_the_field_in_validate_and_load(dataset, tmp_path):
@@ -312,6 +323,7 @@ def test_random_npz_labels_load_iff_valid(labels, with_names):
         root = pathlib.Path(tmp)
         np.savez(root / "train.npz", **arrays)
         save_test_npz(root)
+        TRIED[f"random npz labels: {'valid, loaded' if valid else 'refused naming the file'}"] += 1
         if valid:
             data = sources.load(npz_config(root))
             np.testing.assert_array_equal(data.train_labels, labels)
@@ -368,8 +380,10 @@ def test_random_bytes_as_idx_read_or_raise_data_error(content):
         try:
             array = sources.read_idx(path)
         except DataError as error:
+            TRIED["random bytes as an IDX file: refused naming the file"] += 1
             assert str(path) in str(error)
         else:
+            TRIED["random bytes as an IDX file: a consistent array"] += 1
             assert array.size == len(content) - 4 - 4 * content[3]
 
 
@@ -428,9 +442,11 @@ def test_random_bytes_as_an_image_are_named_or_skipped(content, skip_bad):
         try:
             decoded = formats.read_image_folder(root, skip_bad=skip_bad)
         except DataError as error:
+            TRIED["random bytes as an image: refused naming the file"] += 1
             assert str(root / "a" / "x.png") in str(error)
             assert not decodes
         else:
+            TRIED[f"random bytes as an image: {'decoded' if decodes else 'skipped'}"] += 1
             assert decoded.names == (("a/good.png", "a/x.png") if decodes else ("a/good.png",))
             assert skip_bad or decodes
             np.testing.assert_array_equal(decoded.images[0, 0, 0], (10, 20, 30))
