@@ -1,0 +1,228 @@
+r"""PyTorch reference of one ssl_jax SimCLR / BYOL train step, for `bench/step_throughput.py`.
+
+An independent re-implementation (it imports nothing from ssl_jax; it reads the same
+`ml_collections` config) of the step ssl_jax jits, on two views that are already
+augmented and normalised (float `[B, C, S, S]` each):
+
+  backbone  ResNet-18 with the CIFAR stem (He et al., "Deep Residual Learning for Image
+            Recognition", CVPR 2016; the stem of SimCLR, Chen et al., ICML 2020,
+            arXiv:2002.05709, appendix B.9): 3x3 stride-1 conv -> BN -> ReLU, no max-pool,
+            BasicBlock x [2, 2, 2, 2] of widths w (1, 2, 4, 8), a strided 1x1 conv + BN
+            shortcut where the shape changes, global average pool, no fc. Convs have no bias
+            and Kaiming-normal (fan_out) weights; BN momentum 0.1, eps 1e-5.
+  heads     (Linear without bias -> BN -> ReLU) x (num_layers - 1) -> Linear, then a BN
+            without scale or offset instead of the last bias when `last_bn`; Linear weights
+            LeCun-normal truncated at 2 std, biases 0 (Flax's Dense defaults).
+  SimCLR    u = l2-normalised [z1; z2] (2N rows), s_ij = u_i . u_j,
+            l(i, j) = -log(exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau)),
+            L = 1/(2N) sum_k [l(k, k+N) + l(k+N, k)]   (NT-Xent, both directions).
+  BYOL      Grill et al., NeurIPS 2020 (arXiv:2006.07733): p = q(g(f(x))), target
+            z' = g_t(f_t(x)) without gradient, BN in train mode;
+            L = l(p1, z'2) + l(p2, z'1), l(p, z) = mean_i (2 - 2 cos(p_i, z_i)); after the
+            optimizer step the target (backbone + projector) moves to
+            target + (1 - tau)(online - target) with tau = config.method.ema.base (ssl_jax
+            schedules tau over the run; the cost of the update is the same).
+  LARS      You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks",
+            arXiv:1708.03888, as optax.lars with ssl_jax's masks (weight decay and trust
+            ratio only on parameters with ndim > 1, i.e. conv and linear weights):
+              u = g + wd p,  u <- u * eta ||p|| / ||u|| (x 1 when a norm is 0)   (ndim > 1)
+              u = g                                                             (others)
+              m <- mu m - lr u,  p <- p + m     (momentum on the lr-scaled update)
+            at a constant learning rate given by the caller.
+
+`config.model.dtype == "bfloat16"` runs the network under bfloat16 autocast; losses are
+float32. The two views are concatenated and go through the network in one pass, as in
+ssl_jax (BatchNorm statistics over both views).
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+class BasicBlock(nn.Module):
+    """3x3 conv -> BN -> ReLU -> 3x3 conv -> BN, + shortcut, ReLU."""
+
+    def __init__(self, in_channels: int, width: int, stride: int, zero_init_residual: bool):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(in_channels, width, 3, stride), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = _conv(width, width, 3), nn.BatchNorm2d(width)
+        if zero_init_residual:
+            nn.init.zeros_(self.bn2.weight)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != width:
+            self.shortcut = nn.Sequential(_conv(in_channels, width, 1, stride),
+                                          nn.BatchNorm2d(width))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """`[B, C, S, S]` -> `[B, 8 width]` pooled features (CIFAR stem, no fc)."""
+
+    def __init__(self, in_channels: int, width: int, zero_init_residual: bool):
+        super().__init__()
+        layers = [_conv(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU()]
+        channels = width
+        for stage in range(4):
+            for block in range(2):
+                layers.append(BasicBlock(channels, width * 2**stage,
+                                         2 if stage > 0 and block == 0 else 1,
+                                         zero_init_residual))
+                channels = width * 2**stage
+        self.layers = nn.Sequential(*layers)
+        self.feature_dim = channels
+
+    def forward(self, x):
+        return self.layers(x).mean(dim=(2, 3))
+
+
+def _linear(in_dim: int, out_dim: int, bias: bool) -> nn.Linear:
+    linear = nn.Linear(in_dim, out_dim, bias=bias)
+    std = in_dim**-0.5 / 0.87962566103423978  # Variance 1 / fan_in after truncation.
+    nn.init.trunc_normal_(linear.weight, std=std, a=-2 * std, b=2 * std)
+    if bias:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
+def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int,
+             last_bn: bool) -> nn.Sequential:
+    """(Linear -> BN -> ReLU) x (num_layers - 1) -> Linear [-> BN without affine]."""
+    layers, dim = [], in_dim
+    for _ in range(num_layers - 1):
+        layers += [_linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU()]
+        dim = hidden_dim
+    layers.append(_linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        layers.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*layers)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent of `[N, D]` embeddings of two views (module docstring)."""
+    n = z1.shape[0]
+    u = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    logits = (u @ u.T / temperature).fill_diagonal_(float("-inf"))
+    positives = torch.arange(2 * n, device=u.device).roll(n)  # Row k pairs with k + N mod 2N.
+    return F.cross_entropy(logits, positives)
+
+
+def byol_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """l(p1, z'2) + l(p2, z'1) for rows stacking view 1 then view 2 (module docstring)."""
+    p1, p2 = F.normalize(predictions.float(), dim=1).chunk(2)
+    t1, t2 = F.normalize(targets.float(), dim=1).chunk(2)
+    return (2 - 2 * (p1 * t2).sum(1)).mean() + (2 - 2 * (p2 * t1).sum(1)).mean()
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS with momentum as optax.lars under ssl_jax's masks (module docstring)."""
+
+    def __init__(self, params, lr: float, momentum: float, weight_decay: float,
+                 trust_coefficient: float):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self):
+        """One update of every parameter with a gradient (multi-tensor `_foreach` ops)."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            masked = [p for p in params if p.ndim > 1]
+            updates = list(torch._foreach_add([p.grad for p in masked], masked,
+                                              alpha=group["weight_decay"]))
+            p_norms = torch.stack(torch._foreach_norm(masked))
+            u_norms = torch.stack(torch._foreach_norm(updates))
+            ratios = torch.where((p_norms > 0) & (u_norms > 0),
+                                 group["trust_coefficient"] * p_norms / u_norms, 1.0)
+            torch._foreach_mul_(updates, list(ratios.unbind()))
+            params = masked + [p for p in params if p.ndim <= 1]
+            updates += [p.grad for p in params[len(masked):]]
+            momenta = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
+            torch._foreach_mul_(momenta, group["momentum"])
+            torch._foreach_add_(momenta, updates, alpha=-group["lr"])
+            torch._foreach_add_(params, momenta)
+
+
+def lars(params, optim, learning_rate: float) -> LARS:
+    """LARS of `config.optim`; ValueError for what this reference does not implement."""
+    if optim.name != "lars" or optim.grad_clip_norm > 0 or optim.frozen or optim.constant_lr:
+        raise ValueError(f"config.optim: the PyTorch reference implements plain LARS only, got "
+                         f"name={optim.name!r}, grad_clip_norm={optim.grad_clip_norm}, "
+                         f"frozen={optim.frozen}, constant_lr={optim.constant_lr}")
+    return LARS(params, learning_rate, optim.momentum, optim.weight_decay,
+                optim.trust_coefficient)
+
+
+class ReferenceStep:
+    """The SimCLR or BYOL train step of `config` on `device` (module docstring)."""
+
+    def __init__(self, config, learning_rate: float, device: torch.device,
+                 channels_last: bool, compile_loss: bool):
+        m, model = config.method, config.model
+        if m.name not in ("simclr", "byol") or model.name != "resnet18" or model.stem != "cifar":
+            raise ValueError(f"config: the PyTorch reference is SimCLR / BYOL on resnet18 with "
+                             f"the cifar stem, got method {m.name!r}, model {model.name!r} "
+                             f"stem {model.stem!r}")
+        self.method, self.device = m.name, device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.bfloat16 = model.dtype == "bfloat16"
+        self.temperature = m.temperature if m.name == "simclr" else None
+        backbone = ResNet18(len(config.input.mean), model.width, model.zero_init_residual)
+        projector = mlp_head(backbone.feature_dim, m.projector.hidden_dim, m.projector.out_dim,
+                             m.projector.num_layers, m.projector.last_bn)
+        self.encoder = nn.Sequential(backbone, projector)
+        online = [self.encoder]
+        if self.method == "byol":
+            self.predictor = mlp_head(m.projector.out_dim, m.predictor.hidden_dim,
+                                      m.projector.out_dim, m.predictor.num_layers,
+                                      m.predictor.last_bn)
+            self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+            self.ema_decay = m.ema.base
+            online.append(self.predictor)
+            self.target.to(device, memory_format=self.memory_format).train()
+            self.target_params = list(self.target.parameters())
+            self.online_target_params = list(self.encoder.parameters())
+        for module in online:
+            module.to(device, memory_format=self.memory_format).train()
+        self.params = [p for module in online for p in module.parameters()]
+        self.optimizer = lars(self.params, config.optim, learning_rate)
+        self.loss = torch.compile(self._loss) if compile_loss else self._loss
+
+    def parameter_count(self) -> int:
+        """Trained parameters: backbone + projector (+ predictor)."""
+        return sum(p.numel() for p in self.params)
+
+    def _loss(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bfloat16):
+            z = self.encoder(x)
+            if self.method == "byol":
+                p = self.predictor(z)
+                with torch.no_grad():
+                    target = self.target(x)
+        if self.method == "simclr":
+            return nt_xent(*z.chunk(2), self.temperature)
+        return byol_loss(p, target)
+
+    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """One optimizer step (and EMA update for BYOL) on two views; the detached loss."""
+        x = torch.cat([view1, view2]).contiguous(memory_format=self.memory_format)
+        loss = self.loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.method == "byol":
+            with torch.no_grad():
+                torch._foreach_lerp_(self.target_params, self.online_target_params,
+                                     1.0 - self.ema_decay)
+        return loss.detach()
