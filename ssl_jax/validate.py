@@ -41,10 +41,6 @@ def validate(config: ml_collections.ConfigDict):
     _one_of("config.optim.name", config.optim.name, optim.OPTIMIZERS)
     _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
     _one_of("config.guard.on_nonfinite", config.guard.on_nonfinite, guards.NONFINITE_ACTIONS)
-    for field in guards.COLLAPSE_FLOORS.values():
-        if not config.guard[field] >= 0:
-            raise ValueError(f"config.guard.{field}={config.guard[field]}: must be >= 0 "
-                             "(0 turns the collapse warning off)")
     for baseline in config.eval.baselines:
         _one_of("config.eval.baselines", baseline, stages.BASELINES)
     text.check_config(config.input)  # Tokenizer and windows of the text sources.

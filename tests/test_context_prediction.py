@@ -157,7 +157,7 @@ def test_position_classifier_learns_on_mnist(shared_data, tmp_path):
 @pytest.mark.parametrize("fields, message", [
     (dict(patch_size=3), "3*patch_size + 2*gap + 2*jitter = 3*3 + 2*1 + 2*0 = 11 > "
                          "config.method.view.out_size = 8"),
-    (dict(gap=-1), "config.method.gap=-1: must be an integer >= 0"),
+    (dict(gap=-1), "config.method.gap=-1: expected an integer >= 0"),
     (dict(channel_dropout=True), "config.method.channel_dropout=True: needs colour images"),
 ])
 def test_bad_geometry_is_refused_naming_the_fields(fields, message):

@@ -209,7 +209,8 @@ def test_one_device_equals_eight_devices(digits):  # noqa: F811
 @pytest.mark.parametrize("field,value,message", [
     ("model.name", "convnet", "config.model.name='convnet'"),
     ("model.pool", "cls", "config.model.pool='cls': MAE's decoder reads the patch tokens"),
-    ("method.mask_ratio", 1.5, "config.method.mask_ratio=1.5: must be in (0, 1)"),
+    ("method.mask_ratio", 1.5,
+     "config.method.mask_ratio=1.5: expected a finite number in (0.0, 1.0)"),
     ("method.mask_ratio", 0.99, "config.method.mask_ratio=0.99: leaves 0 of the 16"),
     ("method.mask_ratio", 1e-17, "config.method.mask_ratio=1e-17: leaves 16 of the 16"),
     ("model.patch_size", 3, "config.method.view.out_size=8: not divisible by "

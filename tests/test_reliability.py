@@ -9,6 +9,7 @@ tabulates what is tried here.
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -275,11 +276,12 @@ def test_collapse_floors_match_task_prefixed_metrics_and_zero_turns_them_off(cap
 
 @pytest.mark.parametrize("field, value, message", [
     ("on_nonfinite", "explode", "config.guard.on_nonfinite='explode': expected one of"),
-    ("min_rankme", -1.0, "config.guard.min_rankme=-1.0: must be >= 0")])
+    ("min_rankme", -1.0,
+     "config.guard.min_rankme=-1.0: expected a finite number in [0.0, inf]")])
 def test_bad_guard_config_is_refused_naming_the_field(field, value, message):
     config = quickstart()
     config.guard[field] = value
     print("config.guard.", field, "=", repr(value), sep="")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         validate.validate(config)
 
