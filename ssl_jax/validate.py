@@ -33,10 +33,10 @@ def validate(config: ml_collections.ConfigDict):
     config_rules.check_leaves(config)  # Types and ranges of every field first.
     for stage in config.stages:
         _one_of("config.stages", stage, stages.STAGES)
+    _one_of("config.model.name", config.model.name, models.BACKBONES)
+    models.check_config(config.model, image_sizes(config))  # The backbone, then the method.
     _one_of("config.method.name", config.method.name, methods.METHODS)
     methods.METHODS[config.method.name].check_config(config)
-    _one_of("config.model.name", config.model.name, models.BACKBONES)
-    models.check_config(config.model, image_sizes(config))
     _one_of("config.input.dataset", config.input.dataset, sources.DATASETS)
     _one_of("config.optim.name", config.optim.name, optim.OPTIMIZERS)
     _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
@@ -67,7 +67,9 @@ def validate(config: ml_collections.ConfigDict):
 
 def image_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
     """The image sides a backbone sees, by the field that sets them: the input's and
-    each view's `out_size` in `config.method` (tasks included)."""
+    each view's `out_size` in `config.method` (tasks included); none for text."""
+    if config.input.dataset in text.TEXT_DATASETS:
+        return {}
     sizes = {"config.input.image_size": config.input.image_size}
     for path, value in config_rules.leaves(config.method, "config.method."):
         if path.endswith(".out_size"):

@@ -162,7 +162,7 @@ def test_masks_are_a_function_of_the_key():
 @pytest.mark.parametrize("field, value, message", [
     ("model.name", "convnet", "config.model.name='convnet'"),
     ("model.pool", "cls", "config.model.pool='cls'"),
-    ("model.patch_size", 3, "config.input.image_size=8 is not divisible by config.model.patch"),
+    ("model.patch_size", 3, "config.model.patch_size=3 does not divide config.input.image_size=8"),
     ("method.masks.target_scale", (0.0, 0.2), "config.method.masks.target_scale=(0.0, 0.2)"),
     ("method.masks.context_scale", (0.9, 1.2), "config.method.masks.context_scale=(0.9, 1.2)"),
     ("method.masks.target_scale", (0.2, 0.15), "config.method.masks.target_scale=(0.2, 0.15)"),

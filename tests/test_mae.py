@@ -213,8 +213,8 @@ def test_one_device_equals_eight_devices(digits):  # noqa: F811
      "config.method.mask_ratio=1.5: expected a finite number in (0.0, 1.0)"),
     ("method.mask_ratio", 0.99, "config.method.mask_ratio=0.99: leaves 0 of the 16"),
     ("method.mask_ratio", 1e-17, "config.method.mask_ratio=1e-17: leaves 16 of the 16"),
-    ("model.patch_size", 3, "config.method.view.out_size=8: not divisible by "
-                            "config.model.patch_size=3"),
+    ("model.patch_size", 3, "config.model.patch_size=3 does not divide "
+                            "config.input.image_size=8"),
     ("model.patch_size", 1, "config.method.norm_pix_loss=True"),
     ("method.decoder.num_heads", 3, "config.method.decoder.width=16"),
 ])

@@ -152,10 +152,7 @@ class IJEPA(base.Method):
         if backbone.pool != "gap":
             raise ValueError(f"config.model.pool={config.model.pool!r}: I-JEPA has no CLS "
                              "token; use 'gap'")
-        size = config.input.image_size
-        if size % backbone.patch_size:
-            raise ValueError(f"config.input.image_size={size} is not divisible by "
-                             f"config.model.patch_size={backbone.patch_size}")
+        size = config.input.image_size  # Divisible by the patch size: models.check_config.
         m = config.method
         if m.view.out_size != size:
             raise ValueError(f"config.method.view.out_size={m.view.out_size}: must equal "

@@ -127,17 +127,11 @@ class MAE(base.Method):
         if model.pool != "gap":
             raise ValueError(f"config.model.pool={model.pool!r}: MAE's decoder reads the patch "
                              "tokens only, so a CLS token would never be trained; use 'gap'")
-        p = model.patch_size
-        for field, size in (("config.method.view.out_size", m.view.out_size),
-                            ("config.input.image_size", config.input.image_size)):
-            if size % p:
-                raise ValueError(f"{field}={size}: not divisible by config.model.patch_size={p}")
+        p = model.patch_size  # Divides the image sizes: models.check_config.
         if m.view.out_size != config.input.image_size:
             raise ValueError(f"config.method.view.out_size={m.view.out_size}: must equal "
                              f"config.input.image_size={config.input.image_size} (the ViT's "
                              "patch grid is the same in training and evaluation)")
-        if not 0.0 < m.mask_ratio < 1.0:
-            raise ValueError(f"config.method.mask_ratio={m.mask_ratio}: must be in (0, 1)")
         num_patches = (m.view.out_size // p) ** 2
         keep = num_visible(num_patches, m.mask_ratio)
         if not 1 <= keep < num_patches:

@@ -88,9 +88,7 @@ def check_config(config: ml_collections.ConfigDict, image_sizes: dict[str, int])
     `image_sizes`: the image sides the backbone will see, by the config field that sets
     them (`config.input.image_size`, a view's `out_size`), for the patch-size check.
     """
-    _check_name(config.name)
-    if config.dtype not in DTYPES:
-        raise ValueError(f"config.model.dtype={config.dtype!r}: expected one of {sorted(DTYPES)}")
+    width = build_backbone(config).feature_dim  # Checks the name and dtype.
     fields = BACKBONES[config.name].fields
     family = "text_transformer" if config.name == "text_transformer" else "vit"
     if "posemb" in fields and config.posemb not in POSITION_EMBEDDINGS[family]:
@@ -99,7 +97,6 @@ def check_config(config: ml_collections.ConfigDict, image_sizes: dict[str, int])
     if "num_heads" in fields and config.width % config.num_heads:
         raise ValueError(f"config.model.width={config.width} is not divisible by "
                          f"config.model.num_heads={config.num_heads}")
-    width = build_backbone(config).feature_dim
     if "posemb" in fields and config.posemb == "sincos2d" and width % 4:
         raise ValueError(f"config.model.posemb='sincos2d' needs config.model.width divisible "
                          f"by 4, got {width}")
