@@ -85,16 +85,10 @@ def mutated(config_name: str, draw) -> tuple[object, str, object]:
     new = draw(values_like(value))
     section, _, key = path.rpartition(".")
     try:
-        setattr(_section(config, section), key, new)
+        setattr(functools.reduce(getattr, section.split("."), config), key, new)
     except (TypeError, ValueError):  # ml_collections' own type check: the CLI refuses it too.
         hypothesis.reject()
     return config, path, new
-
-
-def _section(config, dotted: str):
-    for key in dotted.split("."):
-        config = config[key]
-    return config
 
 
 def build(config) -> train.Run:
