@@ -247,7 +247,8 @@ def machine(device: torch.device) -> str:
             f"{jax.device_count()} x {jax.devices()[0].device_kind}; torch {torch.__version__} "
             f"on {torch_device}, torch.get_num_threads() = {torch.get_num_threads()} "
             f"(= os.cpu_count()), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
-            "JAX's CPU backend uses its own Eigen thread pool")
+            "JAX's CPU backend uses its own Eigen thread pool; "
+            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
 
 def mean_std(values, fmt: str) -> str:

@@ -1,0 +1,48 @@
+r"""XLA:CPU settings that make ssl_jax's convolutional steps faster on x86 CPUs.
+
+jaxlib 0.10 hands every convolution to YNNPACK by default (the
+`individual_convolution` entry of the default `--xla_cpu_experimental_ynn_fusion_type`
+list). On the x86 CPU we measure on (AMD EPYC, AVX-512, 2 cores), XLA's own Eigen
+convolutions are faster: the SimCLR ResNet-18 CIFAR step runs 1.8x faster with
+the entry removed (`docs/BENCHMARKS.md`, "Eigen convolutions on the CPU").
+`prefer_eigen_convolutions` removes it and keeps YNNPACK for dots and reductions.
+
+The flag must be in `XLA_FLAGS` before JAX creates its CPU client (at the first
+computation), so `import ssl_jax` applies it. It changes nothing when
+- `XLA_FLAGS` already sets `xla_cpu_experimental_ynn_fusion_type` (the user's choice wins);
+- `SSL_JAX_KEEP_XLA_CPU_DEFAULTS=1` is set (opt out);
+- the machine is not x86-64, or jaxlib is older than 0.10 (where it was not measured).
+"""
+
+import importlib.metadata
+import os
+import platform
+from typing import MutableMapping
+
+YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
+EIGEN_CONVOLUTIONS = f"--{YNN_FLAG}=-individual_convolution"
+OPT_OUT = "SSL_JAX_KEEP_XLA_CPU_DEFAULTS"
+MIN_JAXLIB = (0, 10)
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    try:
+        text = importlib.metadata.version("jaxlib")
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
+def prefer_eigen_convolutions(environ: MutableMapping[str, str] = os.environ,
+                              machine: str | None = None,
+                              jaxlib_version: tuple[int, ...] | None = None) -> bool:
+    """Append `EIGEN_CONVOLUTIONS` to `environ["XLA_FLAGS"]` where it applies (see the
+    module docstring); returns whether it did."""
+    machine = platform.machine() if machine is None else machine
+    jaxlib_version = _jaxlib_version() if jaxlib_version is None else jaxlib_version
+    flags = environ.get("XLA_FLAGS", "")
+    if (environ.get(OPT_OUT, "") not in ("", "0") or YNN_FLAG in flags
+            or machine.lower() not in ("x86_64", "amd64") or jaxlib_version < MIN_JAXLIB):
+        return False
+    environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
+    return True
