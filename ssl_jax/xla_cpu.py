@@ -3,8 +3,8 @@ r"""XLA:CPU settings that make ssl_jax's convolutional steps faster on x86 CPUs.
 jaxlib 0.10 hands every convolution to YNNPACK by default (the
 `individual_convolution` entry of the default `--xla_cpu_experimental_ynn_fusion_type`
 list). On the x86 CPU we measure on (AMD EPYC, AVX-512, 2 cores), XLA's own Eigen
-convolutions are faster: the SimCLR ResNet-18 CIFAR step runs 1.8x faster with
-the entry removed (`docs/BENCHMARKS.md`, "Eigen convolutions on the CPU").
+convolutions are faster: the SimCLR and BYOL ResNet-18 CIFAR steps run 1.5-1.8x
+faster with the entry removed (`docs/BENCHMARKS.md`, "Eigen convolutions on the CPU").
 `prefer_eigen_convolutions` removes it and keeps YNNPACK for dots and reductions.
 
 The flag must be in `XLA_FLAGS` before JAX creates its CPU client (at the first
