@@ -5,6 +5,7 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ssl_jax import xla_cpu
@@ -41,23 +42,37 @@ def test_leaves_flags_alone(env, machine, version):
 
 PROBE = """
 import ssl_jax, jax, jax.numpy as jnp
-x, w = jnp.ones((2, 16, 16, 64)), jnp.ones((3, 3, 64, 64))  # big enough for YNNPACK
-conv = lambda x, w: jax.lax.conv_general_dilated(
-    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-print("YNN" if "__ynn_fusion" in jax.jit(conv).lower(x, w).compile().as_text() else "EIGEN")
+x = jax.random.normal(jax.random.key(0), (2, 16, 16, 64))  # big enough for YNNPACK
+w = jax.random.normal(jax.random.key(1), (3, 3, 64, 64))
+def loss(x, w):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.tanh(y))
+compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(x, w).compile()
+value, (dx, dw) = compiled(x, w)
+ynn_convolutions = [line for line in compiled.as_text().splitlines()
+                    if "__ynn_fusion" in line and "conv_general_dilated" in line]
+print("YNN" if ynn_convolutions else "EIGEN",
+      float(value), float(jnp.abs(dx).sum()), float(jnp.abs(dw).sum()))
 """
+
+
+def probe(opt_out: str) -> list[str]:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", **{xla_cpu.OPT_OUT: opt_out})
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()[-4:]
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
                     or xla_cpu._jaxlib_version() < xla_cpu.MIN_JAXLIB,
                     reason="the flag applies to x86-64 with jaxlib >= 0.10 only")
-@pytest.mark.parametrize("opt_out, expected", [("", "EIGEN"), ("1", "YNN")])
-def test_import_routes_convolutions_to_eigen(opt_out, expected):
-    """`import ssl_jax` before the first computation decides where XLA sends a convolution;
-    with the opt-out, jaxlib's default (YNNPACK) stays. If a jaxlib upgrade changes that
-    default, the opt-out case fails and the flag's premise needs measuring again."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", **{xla_cpu.OPT_OUT: opt_out})
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-1] == expected
+def test_import_routes_convolutions_to_eigen_with_the_same_results():
+    """`import ssl_jax` before the first computation sends a convolution, forward and
+    backward, to Eigen; with the opt-out, jaxlib's default (YNNPACK) stays. Both give the
+    same loss and gradients. If a jaxlib upgrade changes the default, the opt-out half
+    fails and the flag's premise needs measuring again."""
+    eigen, ynn = probe(""), probe("1")
+    assert (eigen[0], ynn[0]) == ("EIGEN", "YNN")
+    np.testing.assert_allclose([float(v) for v in eigen[1:]], [float(v) for v in ynn[1:]],
+                               rtol=1e-5)
