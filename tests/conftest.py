@@ -9,10 +9,6 @@ os.environ["XLA_FLAGS"] = (
       os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Keep jaxlib's YNNPACK convolutions (ssl_jax.xla_cpu): the suite compiles hundreds of
-# tiny steps, which compile about 25 % faster that way and run no slower; Eigen pays
-# off on real-sized convolutions. tests/test_xla_cpu.py checks both paths agree.
-os.environ.setdefault("SSL_JAX_KEEP_XLA_CPU_DEFAULTS", "1")
 
 import pathlib
 

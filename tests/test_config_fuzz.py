@@ -33,7 +33,7 @@ from ssl_jax.data import loader, sources
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("input", "model", "method", "optim", "schedule", "mesh", "guard", "checkpoint", "log")
 BASES = ("quickstart", "mae_mnist", "ijepa_mnist", "byol_mnist", "gpt_shakespeare")
-EXAMPLES = int(os.environ.get("SSL_JAX_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("SSL_JAX_FUZZ_EXAMPLES", "8"))
 OUTCOMES = collections.Counter()
 
 
