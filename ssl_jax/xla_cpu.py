@@ -23,9 +23,11 @@ YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 EIGEN_CONVOLUTIONS = f"--{YNN_FLAG}=-individual_convolution"
 OPT_OUT = "SSL_JAX_KEEP_XLA_CPU_DEFAULTS"
 MIN_JAXLIB = (0, 10)
+X86_64 = ("x86_64", "amd64")  # platform.machine() on Linux/macOS and on Windows
 
 
-def _jaxlib_version() -> tuple[int, ...]:
+def installed_jaxlib_version() -> tuple[int, ...]:
+    """(major, minor) of the installed jaxlib; () when there is none."""
     try:
         text = importlib.metadata.version("jaxlib")
     except importlib.metadata.PackageNotFoundError:
@@ -39,10 +41,10 @@ def prefer_eigen_convolutions(environ: MutableMapping[str, str] = os.environ,
     """Append `EIGEN_CONVOLUTIONS` to `environ["XLA_FLAGS"]` where it applies (see the
     module docstring); returns whether it did."""
     machine = platform.machine() if machine is None else machine
-    jaxlib_version = _jaxlib_version() if jaxlib_version is None else jaxlib_version
+    jaxlib_version = installed_jaxlib_version() if jaxlib_version is None else jaxlib_version
     flags = environ.get("XLA_FLAGS", "")
     if (environ.get(OPT_OUT, "") not in ("", "0") or YNN_FLAG in flags
-            or machine.lower() not in ("x86_64", "amd64") or jaxlib_version < MIN_JAXLIB):
+            or machine.lower() not in X86_64 or jaxlib_version < MIN_JAXLIB):
         return False
     environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
     return True

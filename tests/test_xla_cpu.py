@@ -64,8 +64,8 @@ def probe(opt_out: str) -> list[str]:
     return out.stdout.split()[-4:]
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
-                    or xla_cpu._jaxlib_version() < xla_cpu.MIN_JAXLIB,
+@pytest.mark.skipif(platform.machine().lower() not in xla_cpu.X86_64
+                    or xla_cpu.installed_jaxlib_version() < xla_cpu.MIN_JAXLIB,
                     reason="the flag applies to x86-64 with jaxlib >= 0.10 only")
 def test_import_routes_convolutions_to_eigen_with_the_same_results():
     """`import ssl_jax` before the first computation sends a convolution, forward and
