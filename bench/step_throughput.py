@@ -4,7 +4,15 @@ ResNet-18 with the CIFAR stem, measured side by side in one process.
     OMP_WAIT_POLICY=PASSIVE python bench/step_throughput.py \
         --config configs/simclr_cifar10.py --config.input.batch_size=128 --blocks 3 --steps 5
 
-(`configs/byol_cifar10.py` for BYOL; any config and `--config.*` override.) Every step runs
+(`configs/byol_cifar10.py` for BYOL; any config and `--config.*` override.) `--noreference`
+times the two ssl_jax steps alone, for methods without a PyTorch reference, e.g. MAE
+ViT-B/16 at 224 (the views' size is `method.view.out_size`, not `input.image_size`):
+
+    python bench/step_throughput.py --config configs/mae_cifar10.py --noreference \
+        --config.model.name=vit_b --config.model.patch_size=16 --config.input.image_size=224 \
+        --config.method.view.out_size=224 --config.model.dtype=bfloat16
+
+`bench/gpu_suite.sh` runs the GPU set in one call. Every step runs
 on one resident batch, as the "resident" loop of `bench/step_input_ratio.py`: B =
 config.input.batch_size random uint8 images of the config's size, put on the device once.
 
@@ -30,8 +38,11 @@ blocks of `--steps` steps alternate, so drift in the machine's speed hits all th
 
     images/s = B / t_step                 t_step = block seconds / steps; mean ± std over blocks
     ratio    = images/s(ssl_jax, aug excluded) / images/s(PyTorch), per round
-    FLOP/s   = F / t_step                 F = FLOPs of the compiled step, per device (XLA's
-                                          cost_analysis)
+    FLOP/s   = F / t_step                 F = FLOPs of the step, per device: XLA's cost
+                                          analysis of the lowered program (that of the
+                                          compiled one misses every convolution on GPU,
+                                          where they become cuDNN calls: 49.5 against 5967
+                                          GFLOP for SimCLR at B = 1024)
     MFU      = F / t_step / peak          peak: dense bfloat16 or TF32 FLOP/s of one GPU (JAX's
                                           default float32 precision on GPU is TF32); n/a on CPU
 compile: seconds of `jax.jit(step).lower(state, batch).compile()` (the executable then timed).
@@ -91,6 +102,9 @@ _DEVICE = flags.DEFINE_enum("device", None, ["cpu", "cuda"], "PyTorch device (de
 _CHANNELS_LAST = flags.DEFINE_bool("channels_last", True, "PyTorch channels-last memory format.")
 _TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "torch.compile the reference's loss.")
 _APPEND = flags.DEFINE_string("append", None, "Also append the result block to this file.")
+_REFERENCE = flags.DEFINE_bool("reference", True, "Time the PyTorch reference (SimCLR and BYOL "
+                               "only); --noreference times the two ssl_jax steps alone, for any "
+                               "method whose views are `config.method.view` (MAE, I-JEPA, ...).")
 flags.mark_flags_as_required(["config"])
 
 # A view that is the identity (module docstring).
@@ -110,7 +124,7 @@ def identity_views(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     """A copy of `config` whose two views are the identity (IDENTITY_VIEW)."""
     config = config.copy_and_resolve_references()
     config.method.view.update(IDENTITY_VIEW)
-    for field in config.method.per_view:
+    for field in config.method.get("per_view", {}):
         if field in IDENTITY_VIEW:
             config.method.per_view[field] = (IDENTITY_VIEW[field],) * 2
     return config
@@ -134,9 +148,10 @@ class JaxStep:
         self.state = train.init_state(self.run)
         self.batch = sharding.to_global(next(self.run.pipeline.batches(0)), self.run.mesh)
         start = time.perf_counter()
-        self.compiled = train.make_step(self.run).lower(self.state, self.batch).compile()
+        lowered = train.make_step(self.run).lower(self.state, self.batch)
+        self.compiled = lowered.compile()
         self.compile_seconds = time.perf_counter() - start
-        cost = self.compiled.cost_analysis()
+        cost = lowered.cost_analysis()  # Before XLA turns convolutions into library calls.
         self.flops = (cost[0] if isinstance(cost, list) else cost).get("flops")
 
     def timed(self, steps: int) -> float:
@@ -172,14 +187,15 @@ def check_reference(config, step: JaxStep, reference, learning_rate: float):
     rng = np.random.default_rng(0)
     z1, z2 = rng.normal(size=(2, 16, 32)).astype(np.float32)
     t1, t2 = torch.from_numpy(z1), torch.from_numpy(z2)
-    if config.method.name == "simclr":
-        tau = config.method.temperature
-        name, ours, theirs = "NT-Xent", losses.nt_xent(z1, z2, tau), torch_reference.nt_xent(
-            t1, t2, tau)
-    else:
-        name = "BYOL loss"
-        ours = byol.symmetric_regression(losses.byol_regression, z1, z2)
-        theirs = torch_reference.byol_loss(t1, t2)
+    with jax.default_matmul_precision("highest"):  # Not TF32, JAX's default on GPU.
+        if config.method.name == "simclr":
+            tau = config.method.temperature
+            name, ours, theirs = "NT-Xent", losses.nt_xent(z1, z2, tau), torch_reference.nt_xent(
+                t1, t2, tau)
+        else:
+            name = "BYOL loss"
+            ours = byol.symmetric_regression(losses.byol_regression, z1, z2)
+            theirs = torch_reference.byol_loss(t1, t2)
     print(f"{name} on random embeddings: ssl_jax {float(ours):.7f}, PyTorch {theirs.item():.7f}")
     assert abs(float(ours) - theirs.item()) < 1e-5
     check_lars(config.optim, learning_rate)
@@ -255,52 +271,75 @@ def mean_std(values, fmt: str) -> str:
     return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}"
 
 
+COLUMNS = dict(excluded="ssl_jax, aug excluded", torch="PyTorch, views pre-made (aug excluded)",
+               included="ssl_jax, aug included")
+
+
 def results_table(steps: dict, t_step: dict, rss: tuple[float, float], saves: list[float],
                   config, device: torch.device) -> str:
-    """The markdown table; `steps` / `t_step` keyed "excluded", "torch", "included"."""
+    """The markdown table; `steps` / `t_step` keyed by COLUMNS' keys, "torch" optional."""
     images = {k: config.input.batch_size / t for k, t in t_step.items()}
     peak = peak_flops(config.model.dtype)
 
-    def flops(key: str) -> list[str]:
+    def row(label: str, cell) -> tuple:
+        """`cell(key)` for each ssl_jax column; the reference's cell from `cell("torch")`."""
+        return (label, *(cell(k) for k in steps))
+
+    def flops(key: str, index: int) -> str:
+        if key == "torch":
+            return "-"
         if steps[key].flops is None:
-            return ["n/a"] * 3
+            return "n/a"
         achieved = steps[key].flops / t_step[key]
         mfu = "n/a" if peak is None else mean_std(100 * achieved / peak, ".1f") + " %"
-        return [f"{steps[key].flops / 1e9:.1f}", mean_std(achieved / 1e9, ".1f"), mfu]
+        return (f"{steps[key].flops / 1e9:.1f}", mean_std(achieved / 1e9, ".1f"), mfu)[index]
+
+    def ratio(key: str) -> str:
+        if key == "excluded":
+            return mean_std(images["excluded"] / images["torch"], ".2f")
+        return {"torch": "(reference)"}.get(key, "no PyTorch counterpart")
+
+    def compile_seconds(key: str) -> str:
+        if key == "torch":
+            return "torch.compile (in warm-up)" if _TORCH_COMPILE.value else "eager"
+        return f"{steps[key].compile_seconds:.1f}"
 
     if jax.default_backend() == "gpu":
-        memory = ("peak device memory (jax: peak_bytes_in_use of both jax steps)",
-                  f"{jax.local_devices()[0].memory_stats()['peak_bytes_in_use'] / GIB:.2f} GiB",
-                  f"{torch.cuda.max_memory_allocated(device) / GIB:.2f} GiB")
+        jax_peak = jax.local_devices()[0].memory_stats()["peak_bytes_in_use"] / GIB
+        memory = row("peak device memory (jax: peak_bytes_in_use of both jax steps)",
+                     lambda k: f"{torch.cuda.max_memory_allocated(device) / GIB:.2f} GiB"
+                     if k == "torch" else f"{jax_peak:.2f} GiB")
     else:
-        memory = ("host max RSS of the whole process (jax + torch)",
-                  f"{rss[0]:.2f} GiB before / {rss[1]:.2f} GiB after timing", "(same process)")
+        memory = row("host max RSS of the whole process (jax + torch)",
+                     lambda k: f"{rss[0]:.2f} GiB before / {rss[1]:.2f} GiB after timing"
+                     if k == "excluded" else "(same process)")
     every = config.checkpoint.every_steps
     save_percent = 100 * np.mean(saves) / (np.mean(t_step["included"]) * every)
     rows = [
-        ("step", "ssl_jax, aug excluded", "PyTorch, views pre-made (aug excluded)",
-         "ssl_jax, aug included"),
-        ("---",) * 4,
-        (f"images/s (B = {config.input.batch_size}; mean ± std, {_BLOCKS.value} blocks of "
-         f"{_STEPS.value} steps)", *(mean_std(images[k], ".1f") for k in steps)),
-        ("step time (ms)", *(mean_std(1e3 * t_step[k], ".0f") for k in steps)),
-        ("ratio ssl_jax / PyTorch (per block)",
-         mean_std(images["excluded"] / images["torch"], ".2f"), "(reference)",
-         "no PyTorch counterpart"),
-        ("compile (s)", f"{steps['excluded'].compile_seconds:.1f}",
-         "torch.compile (in warm-up)" if _TORCH_COMPILE.value else "eager",
-         f"{steps['included'].compile_seconds:.1f}"),
-        *((label, a, "-", b) for label, a, b in zip(
-            ("GFLOP per step per device (XLA cost analysis)", "achieved GFLOP/s", "MFU"),
-            flops("excluded"), flops("included"))),
-        (*memory, "(as aug excluded)"),
-        (f"checkpoint save blocks the loop (mean of {len(saves)}; % of {every} steps)", "-",
-         "-", f"{np.mean(saves):.2f} s = {save_percent:.2g} %"),
+        row("step", COLUMNS.get),
+        ("---",) * (len(steps) + 1),
+        row(f"images/s (B = {config.input.batch_size}; mean ± std, {_BLOCKS.value} blocks of "
+            f"{_STEPS.value} steps)", lambda k: mean_std(images[k], ".1f")),
+        row("step time (ms)", lambda k: mean_std(1e3 * t_step[k], ".0f")),
+        *([row("ratio ssl_jax / PyTorch (per block)", ratio)] if "torch" in steps else []),
+        row("compile (s)", compile_seconds),
+        row("GFLOP per step per device (XLA cost analysis, lowered)", lambda k: flops(k, 0)),
+        row("achieved GFLOP/s", lambda k: flops(k, 1)),
+        row("MFU", lambda k: flops(k, 2)),
+        memory,
+        row(f"checkpoint save blocks the loop (mean of {len(saves)}; % of {every} steps)",
+            lambda k: f"{np.mean(saves):.2f} s = {save_percent:.2g} %" if k == "included"
+            else "-"),
     ]
-    title = (f"{config.method.name}, {config.model.name} ({config.model.stem} stem), "
-             f"{config.input.image_size}x{config.input.image_size}, {config.model.dtype}; "
-             f"PyTorch {'channels-last' if _CHANNELS_LAST.value else 'NCHW'}")
-    return title + "\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    model = config.model.name + (f" ({config.model.stem} stem)" if config.model.name.startswith(
+        "resnet") else f"/{config.model.patch_size}" if config.model.name.startswith("vit")
+        else "")
+    view = config.method.view.get("out_size", config.input.image_size)
+    title = (f"{config.method.name}, {model}, views {view}x{view} (images "
+             f"{config.input.image_size}x{config.input.image_size}), {config.model.dtype}" +
+             (f"; PyTorch {'channels-last' if _CHANNELS_LAST.value else 'NCHW'}"
+              if "torch" in steps else "; no PyTorch reference"))
+    return title + "\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 def main(argv):
@@ -317,14 +356,17 @@ def main(argv):
     dataset = random_dataset(config)
     batch_size, size = config.input.batch_size, config.input.image_size
     learning_rate = optim.scaled_learning_rate(config.optim, batch_size)
-    reference = torch_reference.ReferenceStep(config, learning_rate, device,
-                                              _CHANNELS_LAST.value, _TORCH_COMPILE.value)
-    generator = torch.Generator().manual_seed(0)
-    views = [torch.randn(batch_size, len(config.input.mean), size, size, generator=generator)
-             .to(device, memory_format=reference.memory_format) for _ in range(2)]
-    steps = {"excluded": JaxStep(identity_views(config), dataset),
-             "torch": TorchStep(reference, views), "included": JaxStep(config, dataset)}
-    check_reference(config, steps["excluded"], reference, learning_rate)
+    steps = {"excluded": JaxStep(identity_views(config), dataset)}
+    if _REFERENCE.value:
+        reference = torch_reference.ReferenceStep(config, learning_rate, device,
+                                                  _CHANNELS_LAST.value, _TORCH_COMPILE.value)
+        generator = torch.Generator().manual_seed(0)
+        views = [torch.randn(batch_size, len(config.input.mean), size, size,
+                             generator=generator)
+                 .to(device, memory_format=reference.memory_format) for _ in range(2)]
+        steps["torch"] = TorchStep(reference, views)
+        check_reference(config, steps["excluded"], reference, learning_rate)
+    steps["included"] = JaxStep(config, dataset)
     print("warm-up seconds: " + ", ".join(f"{k} {step.timed(_WARMUP.value):.1f}"
                                           for k, step in steps.items()), flush=True)
     rss_before = max_rss_gib()

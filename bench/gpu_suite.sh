@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of issue #7 in one call, each under its own time limit so that one that
+# hangs or fails leaves the others their time; everything goes to $OUT/suite.log and the
+# result tables to $OUT/BENCH.md (both also on stdout).
+#
+#   OUT=/tmp/gpu bash bench/gpu_suite.sh
+#
+# In order of priority:
+#   matmul    the machine's bf16 ceiling: a jitted 8192^3 bfloat16 matmul, median of 10
+#   simclr    bench/step_throughput.py, SimCLR ResNet-18 (CIFAR stem, 32x32), bf16, B = 1024,
+#             next to the PyTorch reference on the same GPU
+#   mae       the same script without a reference: MAE ViT-B/16 at 224x224, bf16, B = 256
+#   input     bench/step_input_ratio.py: SimCLR ResNet-18 fed by the real CIFAR-10 pipeline
+#             against a resident batch, B = 1024, bf16 (needs CIFAR-10 in $SSL_JAX_CIFAR10)
+#   byol      as simclr, BYOL
+# Python packages the machine lacks (ml_collections, tensorboardX) are installed from the
+# wheels in $SSL_JAX_WHEELS when they do not import. ONLY="simclr mae" runs just those.
+set -u
+OUT=${OUT:-/tmp/ssl_jax_gpu_suite}
+mkdir -p "$OUT"
+WHEELS=${SSL_JAX_WHEELS:-.gpu/whl}
+CIFAR10=${SSL_JAX_CIFAR10:-.gpu/data/cifar10}
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+exec > >(tee -a "$OUT/suite.log") 2>&1
+
+if ! python3 -c "import ml_collections, tensorboardX" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/ssl_jax_site "$WHEELS"/*.whl || exit 1
+  export PYTHONPATH=/tmp/ssl_jax_site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm \
+  --format=csv
+python3 -c "import jax, jaxlib, flax, optax, orbax.checkpoint as ocp, torch, sys
+print(sys.version.split()[0], 'jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax',
+      flax.__version__, 'optax', optax.__version__, 'orbax', ocp.__version__, 'torch',
+      torch.__version__)"
+if ! python3 -c "import ssl_jax, jax; print(jax.devices())"; then
+  echo "import ssl_jax failed with its XLA CPU flag; retrying without it"
+  export SSL_JAX_KEEP_XLA_CPU_DEFAULTS=1
+  python3 -c "import ssl_jax, jax; print(jax.devices())" || exit 1
+fi
+
+bench() {  # bench NAME SECONDS COMMAND...
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || return 0
+  echo; echo "=== $name (limit ${limit} s): $*"
+  timeout --kill-after=10 "$limit" "$@"
+  echo "=== $name: exit $? after $((SECONDS - start)) s"
+}
+
+bench matmul 60 python3 -c "
+import time, jax, jax.numpy as jnp, numpy as np
+n = 8192
+a, b = (jax.random.normal(k, (n, n), jnp.bfloat16) for k in jax.random.split(jax.random.key(0)))
+f = jax.jit(jnp.matmul)
+f(a, b).block_until_ready()
+times = []
+for _ in range(10):
+    t = time.perf_counter(); f(a, b).block_until_ready(); times.append(time.perf_counter() - t)
+print(f'bf16 {n}^3 matmul: {2 * n**3 / np.median(times) / 1e12:.0f} TFLOP/s (median of 10)')"
+
+STEP=(python3 bench/step_throughput.py --append "$OUT/BENCH.md")
+BF16=--config.model.dtype=bfloat16
+bench simclr 190 "${STEP[@]}" --config configs/simclr_cifar10.py $BF16 --config.input.batch_size=1024 \
+  --blocks 3 --steps 20 --saves 2
+bench mae 185 "${STEP[@]}" --config configs/mae_cifar10.py $BF16 --config.model.name=vit_b \
+  --config.model.patch_size=16 --config.input.image_size=224 --config.method.view.out_size=224 \
+  --config.input.batch_size=256 \
+  --noreference --blocks 2 --steps 5 --saves 1
+bench input 100 python3 bench/step_input_ratio.py --config configs/simclr_cifar10.py \
+  --config.input.data_dir="$CIFAR10" --config.input.batch_size=1024 \
+  $BF16 --blocks 3 --steps 20
+bench byol 190 "${STEP[@]}" --config configs/byol_cifar10.py $BF16 --config.input.batch_size=1024 \
+  --blocks 3 --steps 20 --saves 2
+echo; echo "=== tables"; cat "$OUT/BENCH.md"
