@@ -8,6 +8,8 @@ with an uninterrupted run: the only work a fault may cost is the steps since the
 last complete checkpoint. Each test prints what it injected.
 """
 
+import functools
+import json
 import os
 import pathlib
 import random
@@ -261,14 +263,42 @@ def test_when_every_checkpoint_is_damaged_the_run_says_so_and_starts_afresh(
                "6.corrupt, 3.corrupt): starting from step 0" for r in caplog.records)
 
 
-def test_the_digest_covers_every_leaf_path_dtype_and_value():
+@pytest.mark.parametrize("digest", [
+    checkpoint.state_digest, functools.partial(checkpoint.state_digest, chunk_bytes=4),
+    checkpoint.legacy_state_digest], ids=["8MiB-chunks", "4-byte-chunks", "legacy"])
+def test_the_digest_covers_every_leaf_path_dtype_and_value(digest):
     state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}
-    same = checkpoint.state_digest(state)
-    assert checkpoint.state_digest({k: v.copy() for k, v in state.items()}) == same
-    changed_value = dict(state, b=np.array([0, 0, 1e-30], np.float32))
+    same = digest(state)
+    assert digest({k: v.copy() for k, v in state.items()}) == same
+    changed_value = dict(state, b=np.array([0, 0, 1e-30], np.float32))  # In the last chunk.
     changed_dtype = dict(state, b=np.zeros(3, np.float64))
     changed_shape = dict(state, w=state["w"].reshape(3, 2))
     renamed = {"w": state["w"], "c": state["b"]}
-    digests = {checkpoint.state_digest(s)
-               for s in (changed_value, changed_dtype, changed_shape, renamed)}
+    digests = {digest(s) for s in (changed_value, changed_dtype, changed_shape, renamed)}
     assert same not in digests and len(digests) == 4
+
+
+def test_the_chunked_digest_hashes_each_chunk_of_a_leaf_in_order():
+    """Swapping two chunks of one leaf changes the digest (chunk digests are not summed)."""
+    leaf = np.arange(4, dtype=np.uint32)
+    swapped = leaf[[1, 0, 2, 3]]
+    assert (checkpoint.state_digest({"a": leaf}, chunk_bytes=4)
+            != checkpoint.state_digest({"a": swapped}, chunk_bytes=4))
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_a_checkpoint_with_a_legacy_digest_is_verified_with_the_legacy_digest(tmp_path,
+                                                                              tampered):
+    """Checkpoints saved before the digest named its algorithm still resume (and are still
+    checked): their digest file holds only {"state": legacy_state_digest(state)}."""
+    state = jax.device_put({"w": np.arange(6, dtype=np.float32), "step": np.array(3)})
+    saver = checkpoint.Checkpointer(tmp_path, 1, 2)
+    saver.maybe_save(3, state)
+    saver.close()
+    legacy = checkpoint.legacy_state_digest(dict(state, w=state["w"] + tampered))
+    (tmp_path / "3" / "digest" / "metadata").write_text(json.dumps({"state": legacy}))
+    restored = checkpoint.Checkpointer(tmp_path, 1, 2).restore_latest(state)
+    if tampered:
+        assert restored is None and (tmp_path / "3.corrupt").is_dir()
+    else:
+        assert_trees_equal(jax.device_get(restored), state)
