@@ -23,7 +23,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from ssl_jax import checkpoint, guards, methods, metrics, optim, sharding
+from ssl_jax import checkpoint, diagnostics, guards, methods, metrics, optim, sharding
 from ssl_jax.data import loader
 from ssl_jax.data.sources import ArrayDataset
 from ssl_jax.state import TrainState
@@ -102,14 +102,27 @@ def loss_and_grads(method: methods.Method, state: TrainState, batch: dict, rng: 
     return loss, aux, grads
 
 
-def train_step(run: Run, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+def is_logged(config: ml_collections.ConfigDict, steps_done, last_step: int):
+    """Whether the loop logs the metrics of the step that brings the count to `steps_done`:
+    every `config.log.every_steps` steps and at `last_step`."""
+    return (steps_done % config.log.every_steps == 0) | (steps_done == last_step)
+
+
+def train_step(run: Run, state: TrainState, batch: dict,
+               last_step: int | None = None) -> tuple[TrainState, dict]:
     """One optimizer step on a global batch; pure, jitted by `make_step`.
 
     Its metrics hold `finite` (loss and gradients finite); with
-    `config.guard.on_nonfinite == "skip"` a non-finite step keeps the old state.
+    `config.guard.on_nonfinite == "skip"` a non-finite step keeps the old state. RankMe
+    (`diagnostics`) is computed only at the steps `is_logged` names, with `last_step`
+    (default: the run's last) the step the loop ends at; NaN at the others.
     """
     rng = jax.random.fold_in(run.train_rng, state.step)
-    loss, (batch_stats, extra, step_metrics), grads = loss_and_grads(run.method, state, batch, rng)
+    logged = is_logged(run.config, state.step + 1,
+                       run.total_steps if last_step is None else last_step)
+    with diagnostics.rank_only_when(logged):
+        loss, (batch_stats, extra, step_metrics), grads = loss_and_grads(
+            run.method, state, batch, rng)
     updates, opt_state = run.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     variables = run.method.after_step(
@@ -124,10 +137,10 @@ def train_step(run: Run, state: TrainState, batch: dict) -> tuple[TrainState, di
     return new_state, step_metrics
 
 
-def make_step(run: Run):
+def make_step(run: Run, last_step: int | None = None):
     """`train_step` jitted over the mesh, with the old state's buffers donated."""
     replicated = sharding.replicated(run.mesh)
-    return jax.jit(functools.partial(train_step, run), donate_argnums=0,
+    return jax.jit(functools.partial(train_step, run, last_step=last_step), donate_argnums=0,
                    out_shardings=(replicated, replicated))
 
 
@@ -176,7 +189,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
     start = int(state.step)
     end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
-    step_fn = make_step(run)
+    step_fn = make_step(run, last_step=end)
     writer = metrics.MetricWriter(workdir)
     progress = metrics.ProgressLine(run.total_steps, config.input.batch_size, start)
     nonfinite = guards.NonFiniteGuard(config.guard.on_nonfinite)
@@ -191,7 +204,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                 nonfinite.record(done, step_metrics)
                 if on_step is not None:
                     on_step(done, state)
-                logging_step = done % config.log.every_steps == 0 or done == end
+                logging_step = bool(is_logged(config, done, end))
                 stopping = signals.stop_requested(logging_step)
                 if logging_step or ckpt.due(done) or stopping:
                     nonfinite.check(ckpt)  # Before any save: never save a non-finite state.

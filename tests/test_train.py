@@ -107,3 +107,25 @@ def test_cifar10_resnet18_config_pretrains_on_the_real_files(shared_data, tmp_pa
     assert all(np.isfinite(r["loss"]) for r in records)
     # NT-Xent of 2B views starts near log(2B - 1) and must not have diverged.
     assert records[-1]["simclr_loss"] < 1.5 * np.log(2 * config.input.batch_size - 1)
+
+
+def test_rankme_is_computed_only_at_the_steps_the_loop_logs(digits):
+    """RankMe (two SVDs) runs under `lax.cond` on "this step is logged": NaN at the other
+    steps, and at a logged step the value RankMe gives on the same inputs outside the step."""
+    config = load_config("quickstart")
+    config.log.every_steps = 2
+    run, state = run_on(1, digits, config)
+    step = train.make_step(run, last_step=3)
+    ranks = []
+    for i in range(3):
+        batch = sharding.to_global(run.pipeline.batch(i), run.mesh)
+        before = jax.device_get(state)  # The step donates its input buffers.
+        state, step_metrics = step(state, batch)
+        ranks.append(float(step_metrics["rankme_embeddings"]))
+    print("rankme_embeddings at steps 1, 2, 3 (logged: 2 and 3):", ranks)
+    assert np.isnan(ranks[0]) and np.isfinite(ranks[1:]).all()
+    # Step 3 again, outside the step: the same value (the condition changes nothing else).
+    rng = jax.random.fold_in(run.train_rng, 2)
+    _, (_, _, direct), _ = jax.jit(lambda s, b, r: train.loss_and_grads(run.method, s, b, r))(
+        before, batch, rng)
+    np.testing.assert_allclose(float(direct["rankme_embeddings"]), ranks[2], rtol=1e-5)
