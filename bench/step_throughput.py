@@ -30,8 +30,9 @@ config.input.batch_size random uint8 images of the config's size, put on the dev
                          compares like with like for "aug excluded" only; "aug included" has
                          no PyTorch counterpart.
 Both ssl_jax steps also compute what every ssl_jax step logs and the reference does not: the
-online linear probe (on detached features), RankMe (SVDs of the `[2B, D]` features and
-embeddings) and the gradient norm / finiteness check.
+online linear probe (on detached features), the gradient norm / finiteness check, and at the
+logged steps (every `config.log.every_steps`, as in training) RankMe, SVDs of the `[2B, D]`
+features and embeddings.
 
 After `--warmup` steps of each, `--blocks` rounds of (jax excluded, torch, jax included)
 blocks of `--steps` steps alternate, so drift in the machine's speed hits all three:
