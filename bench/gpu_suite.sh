@@ -6,7 +6,9 @@
 #   OUT=/tmp/gpu bash bench/gpu_suite.sh
 #
 # In order of priority:
-#   matmul    the machine's bf16 ceiling: a jitted 8192^3 bfloat16 matmul, median of 10
+#   ceilings  the machine's bf16 ceiling, a jitted 8192^3 bfloat16 matmul (median of 10), and
+#             the time of RankMe (an SVD) on SimCLR's [2048, 512] features and [2048, 128]
+#             embeddings at B = 1024, which every step computed before 963f8e9
 #   simclr    bench/step_throughput.py, SimCLR ResNet-18 (CIFAR stem, 32x32), bf16, B = 1024,
 #             next to the PyTorch reference on the same GPU
 #   mae       the same script without a reference: MAE ViT-B/16 at 224x224, bf16, B = 256
@@ -55,16 +57,25 @@ bench() {  # bench NAME SECONDS COMMAND...
   echo "=== $name: exit $? after $((SECONDS - start)) s"
 }
 
-bench matmul 30 python3 -c "
+bench ceilings 30 python3 -c "
 import time, jax, jax.numpy as jnp, numpy as np
+from ssl_jax import diagnostics
+
+def median_seconds(f, *args):
+    f(*args).block_until_ready()
+    times = []
+    for _ in range(10):
+        t = time.perf_counter(); f(*args).block_until_ready(); times.append(time.perf_counter() - t)
+    return np.median(times)
+
 n = 8192
 a, b = (jax.random.normal(k, (n, n), jnp.bfloat16) for k in jax.random.split(jax.random.key(0)))
-f = jax.jit(jnp.matmul)
-f(a, b).block_until_ready()
-times = []
-for _ in range(10):
-    t = time.perf_counter(); f(a, b).block_until_ready(); times.append(time.perf_counter() - t)
-print(f'bf16 {n}^3 matmul: {2 * n**3 / np.median(times) / 1e12:.0f} TFLOP/s (median of 10)')"
+print(f'bf16 {n}^3 matmul: {2 * n**3 / median_seconds(jax.jit(jnp.matmul), a, b) / 1e12:.0f} '
+      'TFLOP/s (median of 10)')
+for d in (512, 128):  # RankMe of SimCLR's features and embeddings at B = 1024 (2B rows).
+    z = jax.random.normal(jax.random.key(d), (2048, d))
+    print(f'RankMe (SVD) of [2048, {d}]: '
+          f'{1e3 * median_seconds(jax.jit(diagnostics.rankme), z):.2f} ms (median of 10)')"
 
 STEP=(python3 bench/step_throughput.py --append "$OUT/BENCH.md")
 BF16=--config.model.dtype=bfloat16
