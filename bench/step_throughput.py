@@ -70,7 +70,10 @@ loaded 2-core machine a SimCLR step at B = 16 took 4.9 s by default, 1.07 s with
 """
 
 import datetime
+import gzip
+import json
 import os
+import pathlib
 import resource
 import shlex
 import sys
@@ -90,7 +93,8 @@ from ssl_jax.data.sources import ArrayDataset
 from ssl_jax.methods import byol
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_reference  # noqa: E402  (a sibling script, not a package)
+import profile_summary  # noqa: E402  (sibling scripts, not a package)
+import torch_reference  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _BLOCKS = flags.DEFINE_integer("blocks", 3, "Rounds of alternating timed blocks.", lower_bound=1)
@@ -103,6 +107,12 @@ _DEVICE = flags.DEFINE_enum("device", None, ["cpu", "cuda"], "PyTorch device (de
 _CHANNELS_LAST = flags.DEFINE_bool("channels_last", True, "PyTorch channels-last memory format.")
 _TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "torch.compile the reference's loss.")
 _APPEND = flags.DEFINE_string("append", None, "Also append the result block to this file.")
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", None, "After timing, trace --profile_steps steps of the aug-included step "
+    "into this directory (jax.profiler, perfetto_trace.json.gz) and print where its device "
+    "time went (bench/profile_summary.py); with the reference, also torch.profiler's kernel "
+    "table of as many PyTorch steps.")
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 5, "Steps to profile.", lower_bound=1)
 _REFERENCE = flags.DEFINE_bool("reference", True, "Time the PyTorch reference (SimCLR and BYOL "
                                "only); --noreference times the two ssl_jax steps alone, for any "
                                "method whose views are `config.method.view` (MAE, I-JEPA, ...).")
@@ -244,6 +254,26 @@ def checkpoint_seconds(config, state, saves: int) -> list[float]:
     return seconds
 
 
+def profile(steps: dict, directory: str, n: int) -> str:
+    """Where `n` steps of ssl_jax (aug included) and of the reference spent their time."""
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+        steps["included"].timed(n)
+    path = profile_summary.find_trace(pathlib.Path(directory))
+    with gzip.open(path) as f:
+        events = json.load(f)["traceEvents"]
+    text = (f"ssl_jax, aug included, {n} steps ({path}):\n\n"
+            + profile_summary.summary(profile_summary.device_events(events), 25, n))
+    if "torch" in steps:
+        cuda = steps["torch"].reference.device.type == "cuda"
+        activities = [torch.profiler.ProfilerActivity.CPU] + (
+            [torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        with torch.profiler.profile(activities=activities) as prof:
+            steps["torch"].timed(n)
+        text += (f"\n\nPyTorch, {n} steps:\n\n" + prof.key_averages().table(
+            sort_by="cuda_time_total" if cuda else "self_cpu_time_total", row_limit=25))
+    return text
+
+
 def max_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # KiB on Linux.
 
@@ -380,6 +410,8 @@ def main(argv):
             for k, v in seconds.items()), flush=True)
     rss = (rss_before, max_rss_gib())
     saves = checkpoint_seconds(config, steps["included"].state, _SAVES.value)
+    if _PROFILE_DIR.value:
+        print("\n" + profile(steps, _PROFILE_DIR.value, _PROFILE_STEPS.value), flush=True)
     t_step = {k: np.asarray(v) / _STEPS.value for k, v in seconds.items()}
     table = results_table(steps, t_step, rss, saves, config, device)
     print(f"\n{table}")
