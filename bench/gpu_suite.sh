@@ -10,8 +10,10 @@
 #             the time of RankMe (an SVD) on SimCLR's [2048, 512] features and [2048, 128]
 #             embeddings at B = 1024, which every step computed before 963f8e9
 #   simclr    bench/step_throughput.py, SimCLR ResNet-18 (CIFAR stem, 32x32), bf16, B = 1024,
-#             next to the PyTorch reference on the same GPU
-#   mae       the same script without a reference: MAE ViT-B/16 at 224x224, bf16, B = 256
+#             next to the PyTorch reference on the same GPU, then 5 steps of each profiled
+#             (the kernels' time, summed by bench/profile_summary.py)
+#   mae       the same script without a reference: MAE ViT-B/16 at 224x224, bf16, B = 256,
+#             profiled too
 #   input     bench/step_input_ratio.py: SimCLR ResNet-18 fed by the real CIFAR-10 pipeline
 #             against a resident batch, B = 1024, bf16 (needs CIFAR-10 in $SSL_JAX_CIFAR10)
 #   byol      as simclr, BYOL
@@ -80,11 +82,11 @@ for d in (512, 128):  # RankMe of SimCLR's features and embeddings at B = 1024 (
 STEP=(python3 bench/step_throughput.py --append "$OUT/BENCH.md")
 BF16=--config.model.dtype=bfloat16
 bench simclr 150 "${STEP[@]}" --config configs/simclr_cifar10.py $BF16 --config.input.batch_size=1024 \
-  --blocks 3 --steps 20 --saves 2
+  --blocks 3 --steps 20 --saves 2 --profile_dir /tmp/ssl_jax_suite_profile_simclr
 bench mae 170 "${STEP[@]}" --config configs/mae_cifar10.py $BF16 --config.model.name=vit_b \
   --config.model.patch_size=16 --config.input.image_size=224 --config.method.view.out_size=224 \
   --config.input.batch_size=256 \
-  --noreference --blocks 2 --steps 5 --saves 1
+  --noreference --blocks 2 --steps 5 --saves 1 --profile_dir /tmp/ssl_jax_suite_profile_mae
 bench input 100 python3 bench/step_input_ratio.py --config configs/simclr_cifar10.py \
   --config.input.data_dir="$CIFAR10" --config.input.batch_size=1024 \
   $BF16 --blocks 3 --steps 20
