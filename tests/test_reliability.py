@@ -217,7 +217,7 @@ def test_stop_names_the_step_and_the_last_good_checkpoint_and_saves_nothing_afte
     error = raised.value
     directory = (tmp_path / "checkpoints").absolute()
     assert (error.step, error.metrics, error.checkpoint_step) == (3, ["loss", "grad_norm"], 2)
-    assert (f"step 3: non-finite loss, grad_norm (config.guard.on_nonfinite='stop')" in str(error)
+    assert ("step 3: non-finite loss, grad_norm (config.guard.on_nonfinite='stop')" in str(error)
             and f"the last good checkpoint is step 2 in {directory}" in str(error))
     assert saved_steps(tmp_path) == [2]  # Nothing at or after the bad step.
 
