@@ -46,7 +46,9 @@ blocks of `--steps` steps alternate, so drift in the machine's speed hits all th
                                           GFLOP for SimCLR at B = 1024)
     MFU      = F / t_step / peak          peak: dense bfloat16 or TF32 FLOP/s of one GPU (JAX's
                                           default float32 precision on GPU is TF32); n/a on CPU
-compile: seconds of `jax.jit(step).lower(state, batch).compile()` (the executable then timed).
+compile: seconds of `jax.jit(step).lower(state, batch).compile()` (the executable then timed,
+under `jax.transfer_guard("disallow")`: a step that moved data between host and device
+implicitly would raise).
 Memory: on CPU the max RSS of the whole process (jax and torch together, getrusage) before
 and after the timed blocks; on GPU jax's `peak_bytes_in_use` and torch's
 `max_memory_allocated`. Checkpoint: seconds `Checkpointer.maybe_save(step, state,
@@ -166,10 +168,12 @@ class JaxStep:
         self.flops = (cost[0] if isinstance(cost, list) else cost).get("flops")
 
     def timed(self, steps: int) -> float:
+        """Seconds for `steps` steps; an implicit host <-> device transfer raises."""
         start = time.perf_counter()
-        for _ in range(steps):
-            self.state, metrics = self.compiled(self.state, self.batch)
-        jax.block_until_ready((self.state, metrics))
+        with jax.transfer_guard("disallow"):
+            for _ in range(steps):
+                self.state, metrics = self.compiled(self.state, self.batch)
+            jax.block_until_ready((self.state, metrics))
         return time.perf_counter() - start
 
 
