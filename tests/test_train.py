@@ -124,6 +124,7 @@ def test_rankme_is_computed_only_at_the_steps_the_loop_logs(digits):
         ranks.append(float(step_metrics["rankme_embeddings"]))
     print("rankme_embeddings at steps 1, 2, 3 (logged: 2 and 3):", ranks)
     assert np.isnan(ranks[0]) and np.isfinite(ranks[1:]).all()
+    assert step._cache_size() == 1  # Logged or not, one compiled step.
     # Step 3 again, outside the step: the same value (the condition changes nothing else).
     rng = jax.random.fold_in(run.train_rng, 2)
     _, (_, _, direct), _ = jax.jit(lambda s, b, r: train.loss_and_grads(run.method, s, b, r))(
