@@ -17,6 +17,8 @@
 #   input     bench/step_input_ratio.py: SimCLR ResNet-18 fed by the real CIFAR-10 pipeline
 #             against a resident batch, B = 1024, bf16 (needs CIFAR-10 in $SSL_JAX_CIFAR10)
 #   byol      as simclr, BYOL
+#   r50       only when ONLY names it: SimCLR ResNet-50 (ImageNet stem), 224x224, bf16,
+#             B = 256, next to the PyTorch reference (random images: no ImageNet needed)
 # Python packages the machine lacks (ml_collections, tensorboardX) are installed from the
 # wheels in $SSL_JAX_WHEELS when they do not import. ONLY="simclr mae" runs just those.
 # The limits add up to 600 s, one device call's most; on the H200 (2026-11-30) simclr took
@@ -53,7 +55,7 @@ fi
 bench() {  # bench NAME SECONDS COMMAND...
   local name=$1 limit=$2 start=$SECONDS
   shift 2
-  [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || return 0
+  [[ " ${ONLY:-ceilings simclr mae input byol} " == *" $name "* ]] || return 0
   echo; echo "=== $name (limit ${limit} s): $*"
   timeout --kill-after=10 "$limit" "$@"
   echo "=== $name: exit $? after $((SECONDS - start)) s"
@@ -92,4 +94,6 @@ bench input 100 python3 bench/step_input_ratio.py --config configs/simclr_cifar1
   $BF16 --blocks 3 --steps 20
 bench byol 150 "${STEP[@]}" --config configs/byol_cifar10.py $BF16 --config.input.batch_size=1024 \
   --blocks 3 --steps 20 --saves 2
+bench r50 200 "${STEP[@]}" --config configs/simclr_imagenet.py $BF16 --config.input.dataset=npz \
+  --config.input.host_crop=False --config.input.batch_size=256 --blocks 3 --steps 10 --saves 1
 echo; echo "=== tables"; cat "$OUT/BENCH.md"

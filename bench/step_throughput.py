@@ -1,5 +1,5 @@
 r"""Train-step throughput of ssl_jax next to a PyTorch reference (issue #7): SimCLR or BYOL,
-ResNet-18 with the CIFAR stem, measured side by side in one process.
+ResNet-18 or ResNet-50 (CIFAR or ImageNet stem), measured side by side in one process.
 
     OMP_WAIT_POLICY=PASSIVE python bench/step_throughput.py \
         --config configs/simclr_cifar10.py --config.input.batch_size=128 --blocks 3 --steps 5

@@ -4,12 +4,14 @@ An independent re-implementation (it imports nothing from ssl_jax; it reads the 
 `ml_collections` config) of the step ssl_jax jits, on two views that are already
 augmented and normalised (float `[B, C, S, S]` each):
 
-  backbone  ResNet-18 with the CIFAR stem (He et al., "Deep Residual Learning for Image
-            Recognition", CVPR 2016; the stem of SimCLR, Chen et al., ICML 2020,
-            arXiv:2002.05709, appendix B.9): 3x3 stride-1 conv -> BN -> ReLU, no max-pool,
-            BasicBlock x [2, 2, 2, 2] of widths w (1, 2, 4, 8), a strided 1x1 conv + BN
-            shortcut where the shape changes, global average pool, no fc. Convs have no bias
-            and Kaiming-normal (fan_out) weights; BN momentum 0.1, eps 1e-5.
+  backbone  ResNet-18 or ResNet-50 (He et al., "Deep Residual Learning for Image
+            Recognition", CVPR 2016): BasicBlock x [2, 2, 2, 2], or Bottleneck (1x1 -> 3x3
+            strided -> 1x1 x4, torchvision's "v1.5") x [3, 4, 6, 3], of widths w (1, 2, 4, 8),
+            a strided 1x1 conv + BN shortcut where the shape changes, global average pool,
+            no fc. Stem `cifar` (SimCLR, Chen et al., ICML 2020, arXiv:2002.05709, appendix
+            B.9): 3x3 stride-1 conv -> BN -> ReLU, no max-pool; `imagenet`: 7x7 stride-2
+            conv -> BN -> ReLU -> 3x3 stride-2 max-pool. Convs have no bias and
+            Kaiming-normal (fan_out) weights; BN momentum 0.1, eps 1e-5.
   heads     (Linear without bias -> BN -> ReLU) x (num_layers - 1) -> Linear, then a BN
             without scale or offset instead of the last bias when `last_bn`; Linear weights
             LeCun-normal truncated at 2 std, biases 0 (Flax's Dense defaults).
@@ -51,35 +53,74 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
 class BasicBlock(nn.Module):
     """3x3 conv -> BN -> ReLU -> 3x3 conv -> BN, + shortcut, ReLU."""
 
+    expansion = 1
+
     def __init__(self, in_channels: int, width: int, stride: int, zero_init_residual: bool):
         super().__init__()
-        self.conv1, self.bn1 = _conv(in_channels, width, 3, stride), nn.BatchNorm2d(width)
-        self.conv2, self.bn2 = _conv(width, width, 3), nn.BatchNorm2d(width)
-        if zero_init_residual:
-            nn.init.zeros_(self.bn2.weight)
-        self.shortcut = nn.Identity()
-        if stride != 1 or in_channels != width:
-            self.shortcut = nn.Sequential(_conv(in_channels, width, 1, stride),
-                                          nn.BatchNorm2d(width))
+        self.branch = nn.Sequential(
+            _conv(in_channels, width, 3, stride), nn.BatchNorm2d(width), nn.ReLU(),
+            _conv(width, width, 3), _last_norm(width, zero_init_residual))
+        self.shortcut = _shortcut(in_channels, width, stride)
 
     def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+        return F.relu(self.branch(x) + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
-    """`[B, C, S, S]` -> `[B, 8 width]` pooled features (CIFAR stem, no fc)."""
+class Bottleneck(nn.Module):
+    """1x1 conv -> BN -> ReLU -> 3x3 (strided) -> BN -> ReLU -> 1x1 (x4) -> BN, + shortcut,
+    ReLU."""
 
-    def __init__(self, in_channels: int, width: int, zero_init_residual: bool):
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int, zero_init_residual: bool):
         super().__init__()
-        layers = [_conv(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU()]
+        out_channels = width * self.expansion
+        self.branch = nn.Sequential(
+            _conv(in_channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(),
+            _conv(width, width, 3, stride), nn.BatchNorm2d(width), nn.ReLU(),
+            _conv(width, out_channels, 1), _last_norm(out_channels, zero_init_residual))
+        self.shortcut = _shortcut(in_channels, out_channels, stride)
+
+    def forward(self, x):
+        return F.relu(self.branch(x) + self.shortcut(x))
+
+
+def _last_norm(channels: int, zero_init_residual: bool) -> nn.BatchNorm2d:
+    norm = nn.BatchNorm2d(channels)
+    if zero_init_residual:
+        nn.init.zeros_(norm.weight)
+    return norm
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """Identity, or a strided 1x1 conv + BN where the shape changes."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(_conv(in_channels, out_channels, 1, stride),
+                         nn.BatchNorm2d(out_channels))
+
+
+ARCHITECTURES = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
+
+
+class ResNet(nn.Module):
+    """`[B, C, S, S]` -> `[B, feature_dim]` pooled features (no fc)."""
+
+    def __init__(self, name: str, stem: str, in_channels: int, width: int,
+                 zero_init_residual: bool):
+        super().__init__()
+        block, stage_sizes = ARCHITECTURES[name]
+        if stem == "cifar":
+            layers = [_conv(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU()]
+        else:
+            layers = [_conv(in_channels, width, 7, 2), nn.BatchNorm2d(width), nn.ReLU(),
+                      nn.MaxPool2d(3, 2, padding=1)]
         channels = width
-        for stage in range(4):
-            for block in range(2):
-                layers.append(BasicBlock(channels, width * 2**stage,
-                                         2 if stage > 0 and block == 0 else 1,
-                                         zero_init_residual))
-                channels = width * 2**stage
+        for stage, num_blocks in enumerate(stage_sizes):
+            for i in range(num_blocks):
+                layers.append(block(channels, width * 2**stage,
+                                    2 if stage > 0 and i == 0 else 1, zero_init_residual))
+                channels = width * 2**stage * block.expansion
         self.layers = nn.Sequential(*layers)
         self.feature_dim = channels
 
@@ -170,15 +211,17 @@ class ReferenceStep:
     def __init__(self, config, learning_rate: float, device: torch.device,
                  channels_last: bool, compile_loss: bool):
         m, model = config.method, config.model
-        if m.name not in ("simclr", "byol") or model.name != "resnet18" or model.stem != "cifar":
-            raise ValueError(f"config: the PyTorch reference is SimCLR / BYOL on resnet18 with "
-                             f"the cifar stem, got method {m.name!r}, model {model.name!r} "
-                             f"stem {model.stem!r}")
+        if (m.name not in ("simclr", "byol") or model.name not in ARCHITECTURES
+                or model.stem not in ("cifar", "imagenet")):
+            raise ValueError(f"config: the PyTorch reference is SimCLR / BYOL on "
+                             f"{' / '.join(ARCHITECTURES)} with the cifar or imagenet stem, got "
+                             f"method {m.name!r}, model {model.name!r} stem {model.stem!r}")
         self.method, self.device = m.name, device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.bfloat16 = model.dtype == "bfloat16"
         self.temperature = m.temperature if m.name == "simclr" else None
-        backbone = ResNet18(len(config.input.mean), model.width, model.zero_init_residual)
+        backbone = ResNet(model.name, model.stem, len(config.input.mean), model.width,
+                          model.zero_init_residual)
         projector = mlp_head(backbone.feature_dim, m.projector.hidden_dim, m.projector.out_dim,
                              m.projector.num_layers, m.projector.last_bn)
         self.encoder = nn.Sequential(backbone, projector)
