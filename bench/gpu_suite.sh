@@ -19,6 +19,8 @@
 #   byol      as simclr, BYOL
 #   r50       only when ONLY names it: SimCLR ResNet-50 (ImageNet stem), 224x224, bf16,
 #             B = 256, next to the PyTorch reference (random images: no ImageNet needed)
+#   vits vitb only when ONLY names them: SimCLR ViT-S/16 and ViT-B/16 at 224x224, bf16,
+#             B = 256, next to the PyTorch reference (scaled_dot_product_attention)
 # Python packages the machine lacks (ml_collections, tensorboardX) are installed from the
 # wheels in $SSL_JAX_WHEELS when they do not import. ONLY="simclr mae" runs just those.
 # The limits add up to 600 s, one device call's most; on the H200 (2026-11-30) simclr took
@@ -96,4 +98,9 @@ bench byol 150 "${STEP[@]}" --config configs/byol_cifar10.py $BF16 --config.inpu
   --blocks 3 --steps 20 --saves 2
 bench r50 200 "${STEP[@]}" --config configs/simclr_imagenet.py $BF16 --config.input.dataset=npz \
   --config.input.host_crop=False --config.input.batch_size=256 --blocks 3 --steps 10 --saves 1
+VIT224=(--config configs/simclr_cifar10.py $BF16 --config.model.patch_size=16
+        --config.input.image_size=224 --config.method.view.out_size=224
+        --config.input.batch_size=256 --blocks 3 --steps 10 --saves 1)
+bench vits 200 "${STEP[@]}" "${VIT224[@]}" --config.model.name=vit_s
+bench vitb 200 "${STEP[@]}" "${VIT224[@]}" --config.model.name=vit_b
 echo; echo "=== tables"; cat "$OUT/BENCH.md"

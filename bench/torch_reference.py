@@ -12,6 +12,13 @@ augmented and normalised (float `[B, C, S, S]` each):
             B.9): 3x3 stride-1 conv -> BN -> ReLU, no max-pool; `imagenet`: 7x7 stride-2
             conv -> BN -> ReLU -> 3x3 stride-2 max-pool. Convs have no bias and
             Kaiming-normal (fan_out) weights; BN momentum 0.1, eps 1e-5.
+            Or a ViT (Dosovitskiy et al., ICLR 2021) as ssl_jax's: p x p patch conv (with
+            bias), learned (std 0.02) or fixed 2-D sin-cos position embeddings on the patch
+            tokens, a zero-initialised CLS token in front when pooling 'cls', pre-LN blocks
+            (LayerNorm eps 1e-6; multi-head self-attention with biased q/k/v/out projections,
+            through `F.scaled_dot_product_attention`; MLP x4 with exact GELU), a final
+            LayerNorm, then the CLS token or the mean of the tokens. Sizes: `vit_s` 384 wide,
+            12 deep, 6 heads; `vit_b` 768, 12, 12; `vit` the config's width/depth/num_heads.
   heads     (Linear without bias -> BN -> ReLU) x (num_layers - 1) -> Linear, then a BN
             without scale or offset instead of the last bias when `last_bn`; Linear weights
             LeCun-normal truncated at 2 std, biases 0 (Flax's Dense defaults).
@@ -128,6 +135,77 @@ class ResNet(nn.Module):
         return self.layers(x).mean(dim=(2, 3))
 
 
+VIT_SIZES = {"vit_s": (384, 12, 6), "vit_b": (768, 12, 12)}  # width, depth, heads
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with biased q/k/v and output projections."""
+
+    def __init__(self, width: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(
+            2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class TransformerBlock(nn.Module):
+    """x + MHSA(LN(x)); x + MLP(LN(x)), MLP = Linear -> GELU -> Linear."""
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, eps=1e-6)
+        self.attn = SelfAttention(width, num_heads)
+        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, int(width * mlp_ratio)), nn.GELU(),
+                                 nn.Linear(int(width * mlp_ratio), width))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def sincos_2d(height: int, width: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings `[height * width, dim]` (MAE's), raster order:
+    columns sin(x w), cos(x w), sin(y w), cos(y w), w_k = 10000^(-k / (dim / 4))."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    out_x, out_y = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
+    return torch.cat([out_x.sin(), out_x.cos(), out_y.sin(), out_y.cos()], dim=1).float()
+
+
+class ViT(nn.Module):
+    """`[B, C, S, S]` -> `[B, width]` features (module docstring)."""
+
+    def __init__(self, model, in_channels: int, image_size: int):
+        super().__init__()
+        width, depth, num_heads = VIT_SIZES.get(model.name, (model.width, model.depth,
+                                                             model.num_heads))
+        grid = image_size // model.patch_size
+        self.patch_embed = nn.Conv2d(in_channels, width, model.patch_size, model.patch_size)
+        if model.posemb == "learn":
+            self.pos_embed = nn.Parameter(torch.randn(1, grid * grid, width) * 0.02)
+        else:
+            self.register_buffer("pos_embed", sincos_2d(grid, grid, width)[None])
+        self.cls = nn.Parameter(torch.zeros(1, 1, width)) if model.pool == "cls" else None
+        self.blocks = nn.Sequential(*(TransformerBlock(width, num_heads) for _ in range(depth)))
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.feature_dim = width
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.norm(self.blocks(x))
+        return x[:, 0] if self.cls is not None else x.mean(dim=1)
+
+
 def _linear(in_dim: int, out_dim: int, bias: bool) -> nn.Linear:
     linear = nn.Linear(in_dim, out_dim, bias=bias)
     std = in_dim**-0.5 / 0.87962566103423978  # Variance 1 / fan_in after truncation.
@@ -211,17 +289,21 @@ class ReferenceStep:
     def __init__(self, config, learning_rate: float, device: torch.device,
                  channels_last: bool, compile_loss: bool):
         m, model = config.method, config.model
-        if (m.name not in ("simclr", "byol") or model.name not in ARCHITECTURES
+        vit = model.name == "vit" or model.name in VIT_SIZES
+        if (m.name not in ("simclr", "byol") or not (vit or model.name in ARCHITECTURES)
                 or model.stem not in ("cifar", "imagenet")):
             raise ValueError(f"config: the PyTorch reference is SimCLR / BYOL on "
-                             f"{' / '.join(ARCHITECTURES)} with the cifar or imagenet stem, got "
-                             f"method {m.name!r}, model {model.name!r} stem {model.stem!r}")
+                             f"{' / '.join([*ARCHITECTURES, 'vit', *VIT_SIZES])} (ResNets with "
+                             f"the cifar or imagenet stem), got method {m.name!r}, model "
+                             f"{model.name!r} stem {model.stem!r}")
         self.method, self.device = m.name, device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.bfloat16 = model.dtype == "bfloat16"
         self.temperature = m.temperature if m.name == "simclr" else None
-        backbone = ResNet(model.name, model.stem, len(config.input.mean), model.width,
-                          model.zero_init_residual)
+        channels = len(config.input.mean)
+        backbone = (ViT(model, channels, m.view.get("out_size", config.input.image_size))
+                    if vit else ResNet(model.name, model.stem, channels, model.width,
+                                       model.zero_init_residual))
         projector = mlp_head(backbone.feature_dim, m.projector.hidden_dim, m.projector.out_dim,
                              m.projector.num_layers, m.projector.last_bn)
         self.encoder = nn.Sequential(backbone, projector)
