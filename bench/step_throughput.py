@@ -414,8 +414,6 @@ def main(argv):
             for k, v in seconds.items()), flush=True)
     rss = (rss_before, max_rss_gib())
     saves = checkpoint_seconds(config, steps["included"].state, _SAVES.value)
-    if _PROFILE_DIR.value:
-        print("\n" + profile(steps, _PROFILE_DIR.value, _PROFILE_STEPS.value), flush=True)
     t_step = {k: np.asarray(v) / _STEPS.value for k, v in seconds.items()}
     table = results_table(steps, t_step, rss, saves, config, device)
     print(f"\n{table}")
@@ -423,6 +421,8 @@ def main(argv):
         with open(_APPEND.value, "a") as f:
             f.write(f"\n### Step throughput, {datetime.date.today().isoformat()}\n\n"
                     f"Machine: {machine(device)}\n\n```bash\n{command}\n```\n\n{table}\n")
+    if _PROFILE_DIR.value:  # Last: the table is out even if a profiler fails.
+        print("\n" + profile(steps, _PROFILE_DIR.value, _PROFILE_STEPS.value), flush=True)
 
 
 if __name__ == "__main__":
