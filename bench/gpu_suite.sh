@@ -19,6 +19,8 @@
 #   byol      as simclr, BYOL
 #   r50       only when ONLY names it: SimCLR ResNet-50 (ImageNet stem), 224x224, bf16,
 #             B = 256, next to the PyTorch reference (random images: no ImageNet needed)
+#   remat     only when ONLY names it: mae again with config.model.remat=True, for its peak
+#             device memory and step time next to mae's
 #   vits vitb only when ONLY names them: SimCLR ViT-S/16 and ViT-B/16 at 224x224, bf16,
 #             B = 256, next to the PyTorch reference (scaled_dot_product_attention)
 # Python packages the machine lacks (ml_collections, tensorboardX) are installed from the
@@ -91,6 +93,10 @@ bench mae 170 "${STEP[@]}" --config configs/mae_cifar10.py $BF16 --config.model.
   --config.model.patch_size=16 --config.input.image_size=224 --config.method.view.out_size=224 \
   --config.input.batch_size=256 \
   --noreference --blocks 2 --steps 5 --saves 1 --profile_dir /tmp/ssl_jax_suite_profile_mae
+bench remat 170 "${STEP[@]}" --config configs/mae_cifar10.py $BF16 --config.model.name=vit_b \
+  --config.model.patch_size=16 --config.input.image_size=224 --config.method.view.out_size=224 \
+  --config.input.batch_size=256 --config.model.remat=True --noreference --blocks 2 --steps 5 \
+  --saves 1
 bench input 100 python3 bench/step_input_ratio.py --config configs/simclr_cifar10.py \
   --config.input.data_dir="$CIFAR10" --config.input.batch_size=1024 \
   $BF16 --blocks 3 --steps 20

@@ -20,6 +20,9 @@ Fields of `config.model` (every config has all of them, see `default_model_confi
   vocab_size          text_transformer: number of token ids (the tokenizer's vocab_size;
                       default 260, the byte tokenizer's)
   causal              text_transformer: causal self-attention (GPT) or not (BERT)
+  remat               resnet, vit, text_transformer: recompute each block's activations in
+                      the backward pass instead of storing them (`nn.remat`): less memory
+                      where it binds, for about one more forward pass of compute
 
 Each backbone reads only the fields listed in its `Backbone.fields` (plus name
 and dtype) and ignores the others, so one config section serves every backbone.
@@ -50,8 +53,8 @@ class Backbone:
     fields: tuple[str, ...]
 
 
-_RESNET_FIELDS = ("stem", "width", "zero_init_residual")
-_VIT_FIELDS = ("patch_size", "pool", "posemb")
+_RESNET_FIELDS = ("stem", "width", "zero_init_residual", "remat")
+_VIT_FIELDS = ("patch_size", "pool", "posemb", "remat")
 _VIT_SIZE_FIELDS = ("width", "depth", "num_heads")
 
 BACKBONES = {
@@ -64,7 +67,7 @@ BACKBONES = {
     "vit_b": Backbone(functools.partial(ViT, **VARIANTS["b"]), _VIT_FIELDS),
     "vit": Backbone(ViT, _VIT_FIELDS + _VIT_SIZE_FIELDS),
     "text_transformer": Backbone(
-        TextTransformer, ("vocab_size", "pool", "posemb", "causal") + _VIT_SIZE_FIELDS),
+        TextTransformer, ("vocab_size", "pool", "posemb", "causal", "remat") + _VIT_SIZE_FIELDS),
 }
 
 
@@ -134,7 +137,7 @@ def default_model_config(name: str = "convnet") -> ml_collections.ConfigDict:
         name=name, dtype="float32", widths=(32, 64, 128), stem="cifar",
         width=VARIANTS["ti"]["width"] if name == "vit" else 64, zero_init_residual=False,
         patch_size=16, pool="cls", posemb="learn", depth=VARIANTS["ti"]["depth"],
-        num_heads=VARIANTS["ti"]["num_heads"], vocab_size=0, causal=False))
+        num_heads=VARIANTS["ti"]["num_heads"], vocab_size=0, causal=False, remat=False))
     if name == "text_transformer":
         config.update(dict(width=128, depth=4, num_heads=4, pool="gap",
                            vocab_size=BYTE_VOCAB_SIZE))

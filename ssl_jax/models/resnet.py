@@ -18,6 +18,9 @@ and optionally `zero_init_residual` (the last BN scale of each block starts at
 zero, so each residual branch starts at zero; Goyal et al. 2017). BatchNorm:
 Flax momentum 0.9 (= PyTorch 0.1), eps 1e-5, no `axis_name` (under `jax.jit`
 over a mesh the statistics are already global, i.e. synchronised BN).
+
+`remat=True` recomputes each block's activations in the backward pass instead of
+keeping them (`nn.remat`): less memory for about one more forward pass.
 """
 
 import functools
@@ -96,6 +99,7 @@ class ResNet(nn.Module):
     stem: str = "cifar"
     width: int = 64
     zero_init_residual: bool = False
+    remat: bool = False
     dtype: Any = jnp.float32
 
     @property
@@ -117,19 +121,22 @@ class ResNet(nn.Module):
             x = conv(self.width, (7, 7), 2, padding=3, name="stem_conv")(x)
             x = nn.relu(norm(name="stem_norm")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        block = nn.remat(self.block) if self.remat else self.block
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
-                x = self.block(self.width * 2**i, strides=2 if i > 0 and j == 0 else 1,
+                x = block(self.width * 2**i, strides=2 if i > 0 and j == 0 else 1,
                                conv=conv, norm=norm, zero_init_residual=self.zero_init_residual,
                                name=f"stage{i + 1}_block{j}")(x)
         return jnp.mean(x, axis=(1, 2))
 
 
 def resnet18(**kwargs: Any) -> ResNet:
-    """ResNet-18 (BasicBlock x [2, 2, 2, 2]); kwargs: stem, width, zero_init_residual, dtype."""
+    """ResNet-18 (BasicBlock x [2, 2, 2, 2]); kwargs: stem, width, zero_init_residual, remat,
+    dtype."""
     return ResNet(stage_sizes=(2, 2, 2, 2), block=BasicBlock, **kwargs)
 
 
 def resnet50(**kwargs: Any) -> ResNet:
-    """ResNet-50 (Bottleneck x [3, 4, 6, 3]); kwargs: stem, width, zero_init_residual, dtype."""
+    """ResNet-50 (Bottleneck x [3, 4, 6, 3]); kwargs: stem, width, zero_init_residual, remat,
+    dtype."""
     return ResNet(stage_sizes=(3, 4, 6, 3), block=Bottleneck, **kwargs)

@@ -12,7 +12,7 @@ rotary embeddings (Su et al., arXiv:2104.09864) in every block instead of learne
 positions. Padding is `data.tokenizers.PAD` = 0 and sits at the end of a
 sequence (right padding), so a causal model's outputs at real tokens never depend
 on it. `return_tokens=True` returns `(pooled, tokens [B, L, width])` for the
-language-model heads.
+language-model heads. `remat=True` recomputes each block in the backward pass (as the ViT).
 """
 
 from typing import Any
@@ -40,6 +40,7 @@ class TextTransformer(nn.Module):
     pool: str = "gap"
     posemb: str = "learn"
     causal: bool = False
+    remat: bool = False
     dtype: Any = jnp.float32
 
     @property
@@ -68,8 +69,9 @@ class TextTransformer(nn.Module):
         mask = valid[:, None, None, :]
         if self.causal:
             mask = mask & jnp.tril(jnp.ones((length, length), bool))[None, None]
+        block = nn.remat(TransformerBlock) if self.remat else TransformerBlock
         for i in range(self.depth):
-            x = TransformerBlock(self.num_heads, self.mlp_ratio, dtype=self.dtype,
+            x = block(self.num_heads, self.mlp_ratio, dtype=self.dtype,
                                  rotary=self.posemb == "rope", name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
         pooled = pool_tokens(x, valid, self.pool)

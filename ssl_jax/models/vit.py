@@ -20,7 +20,9 @@ to and that 'gap' pooling skips, so subsets of varying size share one static
 shape. The CLS token, when present, is always kept.
 
 Variants (`VARIANTS`): Ti (192 wide, 12 deep, 3 heads), S (384, 12, 6),
-B (768, 12, 12). `TransformerBlock` is shared with the text Transformer.
+B (768, 12, 12). `TransformerBlock` is shared with the text Transformer. `remat=True`
+recomputes each block's activations in the backward pass instead of keeping them
+(`nn.remat`): less memory for about one more forward pass.
 """
 
 import functools
@@ -114,6 +116,7 @@ class ViT(nn.Module):
     mlp_ratio: float = 4.0
     pool: str = "cls"
     posemb: str = "learn"
+    remat: bool = False
     dtype: Any = jnp.float32
 
     @property
@@ -149,8 +152,9 @@ class ViT(nn.Module):
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (n, 1, d)), x], axis=1)
             valid = jnp.concatenate([jnp.ones((n, 1), bool), valid], axis=1)
         mask = None if keep_valid is None else valid[:, None, None, :]
+        block = nn.remat(TransformerBlock) if self.remat else TransformerBlock
         for i in range(self.depth):
-            x = TransformerBlock(self.num_heads, self.mlp_ratio, dtype=self.dtype,
+            x = block(self.num_heads, self.mlp_ratio, dtype=self.dtype,
                                  name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
         pooled = pool_tokens(x, valid, self.pool)
