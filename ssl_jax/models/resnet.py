@@ -125,8 +125,8 @@ class ResNet(nn.Module):
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
                 x = block(self.width * 2**i, strides=2 if i > 0 and j == 0 else 1,
-                               conv=conv, norm=norm, zero_init_residual=self.zero_init_residual,
-                               name=f"stage{i + 1}_block{j}")(x)
+                          conv=conv, norm=norm, zero_init_residual=self.zero_init_residual,
+                          name=f"stage{i + 1}_block{j}")(x)
         return jnp.mean(x, axis=(1, 2))
 
 

@@ -72,7 +72,7 @@ class TextTransformer(nn.Module):
         block = nn.remat(TransformerBlock) if self.remat else TransformerBlock
         for i in range(self.depth):
             x = block(self.num_heads, self.mlp_ratio, dtype=self.dtype,
-                                 rotary=self.posemb == "rope", name=f"block{i}")(x, mask)
+                      rotary=self.posemb == "rope", name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
         pooled = pool_tokens(x, valid, self.pool)
         return (pooled, x) if return_tokens else pooled

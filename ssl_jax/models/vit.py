@@ -154,8 +154,7 @@ class ViT(nn.Module):
         mask = None if keep_valid is None else valid[:, None, None, :]
         block = nn.remat(TransformerBlock) if self.remat else TransformerBlock
         for i in range(self.depth):
-            x = block(self.num_heads, self.mlp_ratio, dtype=self.dtype,
-                                 name=f"block{i}")(x, mask)
+            x = block(self.num_heads, self.mlp_ratio, dtype=self.dtype, name=f"block{i}")(x, mask)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
         pooled = pool_tokens(x, valid, self.pool)
         return (pooled, x) if return_tokens else pooled
