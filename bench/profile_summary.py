@@ -12,8 +12,9 @@ name starts with "tf_XLA" (XLA's executor and thread pools), less the runtime's 
 around the ops (names with "::", e.g. `ThunkExecutor::Execute`). Events are complete events
 ("ph" == "X"); an event's time is its "dur" (us); events are grouped by name, the kernel
 or XLA op. Printed: the top `--top` op kinds (names less their instance number) and names
-by total time, each with its calls, total and mean time and share of the busy time (the sum over all events, so overlapping streams can
-sum to more than the wall-clock span), then the busy time per step (÷ `--steps`).
+by total time, each with its calls, total and mean time and share of the busy time (the
+sum over all events, so overlapping streams can sum to more than the wall-clock span), then
+the busy time per step (÷ `--steps`).
 """
 
 import argparse
