@@ -36,6 +36,13 @@ def find_trace(path: pathlib.Path) -> pathlib.Path:
     return traces[-1]
 
 
+def load_events(path: pathlib.Path) -> list[dict]:
+    """The trace events of a perfetto_trace.json.gz."""
+    with gzip.open(path) as f:
+        trace = json.load(f)
+    return trace["traceEvents"] if isinstance(trace, dict) else trace
+
+
 def device_events(events: list[dict]) -> list[dict]:
     """Complete events of the device processes (or, on CPU, of XLA's host threads)."""
     process = {e["pid"]: e["args"]["name"] for e in events
@@ -86,10 +93,7 @@ def main():
     parser.add_argument("--steps", type=int, default=1, help="Steps the trace holds.")
     args = parser.parse_args()
     path = find_trace(args.trace)
-    with gzip.open(path) as f:
-        trace = json.load(f)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    print(f"{path}\n\n{summary(device_events(events), args.top, args.steps)}")
+    print(f"{path}\n\n{summary(device_events(load_events(path)), args.top, args.steps)}")
 
 
 if __name__ == "__main__":

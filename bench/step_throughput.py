@@ -72,8 +72,6 @@ loaded 2-core machine a SimCLR step at B = 16 took 4.9 s by default, 1.07 s with
 """
 
 import datetime
-import gzip
-import json
 import os
 import pathlib
 import resource
@@ -263,10 +261,9 @@ def profile(steps: dict, directory: str, n: int) -> str:
     with jax.profiler.trace(directory, create_perfetto_trace=True):
         steps["included"].timed(n)
     path = profile_summary.find_trace(pathlib.Path(directory))
-    with gzip.open(path) as f:
-        events = json.load(f)["traceEvents"]
-    text = (f"ssl_jax, aug included, {n} steps ({path}):\n\n"
-            + profile_summary.summary(profile_summary.device_events(events), 25, n))
+    events = profile_summary.device_events(profile_summary.load_events(path))
+    text = f"ssl_jax, aug included, {n} steps ({path}):\n\n" + profile_summary.summary(
+        events, 25, n)
     if "torch" in steps:
         cuda = steps["torch"].reference.device.type == "cuda"
         activities = [torch.profiler.ProfilerActivity.CPU] + (
