@@ -89,14 +89,11 @@ STEP=(python3 bench/step_throughput.py --append "$OUT/BENCH.md")
 BF16=--config.model.dtype=bfloat16
 bench simclr 150 "${STEP[@]}" --config configs/simclr_cifar10.py $BF16 --config.input.batch_size=1024 \
   --blocks 3 --steps 20 --saves 2 --profile_dir /tmp/ssl_jax_suite_profile_simclr
-bench mae 170 "${STEP[@]}" --config configs/mae_cifar10.py $BF16 --config.model.name=vit_b \
-  --config.model.patch_size=16 --config.input.image_size=224 --config.method.view.out_size=224 \
-  --config.input.batch_size=256 \
-  --noreference --blocks 2 --steps 5 --saves 1 --profile_dir /tmp/ssl_jax_suite_profile_mae
-bench remat 170 "${STEP[@]}" --config configs/mae_cifar10.py $BF16 --config.model.name=vit_b \
-  --config.model.patch_size=16 --config.input.image_size=224 --config.method.view.out_size=224 \
-  --config.input.batch_size=256 --config.model.remat=True --noreference --blocks 2 --steps 5 \
-  --saves 1
+MAE224=(--config configs/mae_cifar10.py $BF16 --config.model.name=vit_b --config.model.patch_size=16
+        --config.input.image_size=224 --config.method.view.out_size=224
+        --config.input.batch_size=256 --noreference --blocks 2 --steps 5 --saves 1)
+bench mae 170 "${STEP[@]}" "${MAE224[@]}" --profile_dir /tmp/ssl_jax_suite_profile_mae
+bench remat 170 "${STEP[@]}" "${MAE224[@]}" --config.model.remat=True
 bench input 100 python3 bench/step_input_ratio.py --config configs/simclr_cifar10.py \
   --config.input.data_dir="$CIFAR10" --config.input.batch_size=1024 \
   $BF16 --blocks 3 --steps 20

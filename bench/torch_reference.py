@@ -57,7 +57,14 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     return conv
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """ReLU(branch(x) + shortcut(x)); subclasses build `branch` and `shortcut`."""
+
+    def forward(self, x):
+        return F.relu(self.branch(x) + self.shortcut(x))
+
+
+class BasicBlock(ResidualBlock):
     """3x3 conv -> BN -> ReLU -> 3x3 conv -> BN, + shortcut, ReLU."""
 
     expansion = 1
@@ -69,11 +76,8 @@ class BasicBlock(nn.Module):
             _conv(width, width, 3), _last_norm(width, zero_init_residual))
         self.shortcut = _shortcut(in_channels, width, stride)
 
-    def forward(self, x):
-        return F.relu(self.branch(x) + self.shortcut(x))
 
-
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 conv -> BN -> ReLU -> 3x3 (strided) -> BN -> ReLU -> 1x1 (x4) -> BN, + shortcut,
     ReLU."""
 
@@ -87,9 +91,6 @@ class Bottleneck(nn.Module):
             _conv(width, width, 3, stride), nn.BatchNorm2d(width), nn.ReLU(),
             _conv(width, out_channels, 1), _last_norm(out_channels, zero_init_residual))
         self.shortcut = _shortcut(in_channels, out_channels, stride)
-
-    def forward(self, x):
-        return F.relu(self.branch(x) + self.shortcut(x))
 
 
 def _last_norm(channels: int, zero_init_residual: bool) -> nn.BatchNorm2d:
