@@ -23,38 +23,19 @@
 #             device memory and step time next to mae's
 #   vits vitb only when ONLY names them: SimCLR ViT-S/16 and ViT-B/16 at 224x224, bf16,
 #             B = 256, next to the PyTorch reference (scaled_dot_product_attention)
-# Python packages the machine lacks (ml_collections, tensorboardX) are installed from the
-# wheels in $SSL_JAX_WHEELS when they do not import. ONLY="simclr mae" runs just those.
+# bench/gpu_env.sh sets up the Python packages. ONLY="simclr mae" runs just those.
 # The limits add up to 600 s, one device call's most; on the H200 (2026-11-30) simclr took
 # 118 s, input 89 s, and the whole set should take about 9 minutes.
 set -u
 OUT=${OUT:-/tmp/ssl_jax_gpu_suite}
 mkdir -p "$OUT"
-WHEELS=${SSL_JAX_WHEELS:-.gpu/whl}
 CIFAR10=${SSL_JAX_CIFAR10:-.gpu/data/cifar10}
-export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 # A compile on the H200 took ~50 s (mostly autotuning); the persistent cache lets `input`
 # load the step `simclr` compiled (its "first step (compile)" is then a cache load).
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/ssl_jax_suite_jax_cache}
 exec > >(tee -a "$OUT/suite.log") 2>&1
 
-if ! python3 -c "import ml_collections, tensorboardX" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target /tmp/ssl_jax_site "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH=/tmp/ssl_jax_site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm \
-  --format=csv
-python3 -c "import jax, jaxlib, flax, optax, orbax.checkpoint as ocp, torch, sys
-print(sys.version.split()[0], 'jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax',
-      flax.__version__, 'optax', optax.__version__, 'orbax', ocp.__version__, 'torch',
-      torch.__version__)"
-if ! python3 -c "import ssl_jax, jax; print(jax.devices())"; then
-  echo "import ssl_jax failed with its XLA CPU flag; retrying without it"
-  export SSL_JAX_KEEP_XLA_CPU_DEFAULTS=1
-  python3 -c "import ssl_jax, jax; print(jax.devices())" || exit 1
-fi
+source bench/gpu_env.sh
 
 bench() {  # bench NAME SECONDS COMMAND...
   local name=$1 limit=$2 start=$SECONDS
