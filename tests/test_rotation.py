@@ -1,6 +1,8 @@
-"""RotNet rotation prediction: the rotated copies and their labels, 1 == 8 devices,
-and a short real run in which the rotation classifier learns."""
+"""RotNet rotation prediction: the rotated copies and their labels, the loss against a
+NumPy cross-entropy, 1 == 8 devices, and a short real run in which the rotation
+classifier learns."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ from ssl_jax import metrics, train
 from ssl_jax.config import mnist_config, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods.rotation import all_rotations
-from test_joint_methods import assert_one_device_equals_eight, digits, tiny_config  # noqa: F401
+from test_bert_gpt import numpy_cross_entropy
+from test_joint_methods import (assert_one_device_equals_eight, built, digits,  # noqa: F401
+                                tiny_config)
 
 
 def test_every_image_appears_in_all_four_rotations_with_its_label():
@@ -28,6 +32,31 @@ def test_every_image_appears_in_all_four_rotations_with_its_label():
 def test_non_square_views_are_refused():
     with pytest.raises(ValueError, match="square views"):
         all_rotations(jnp.zeros((2, 4, 6, 1)))
+
+
+def test_loss_is_the_cross_entropy_over_all_four_rotations_and_the_probe_sees_upright_only(
+        digits):  # noqa: F811
+    """L = -1/(4N) sum_i sum_y log softmax(F(rot(x_i, y)))_y on the head's logits of the
+    rotated view; the online probe's loss is on the N upright copies' probe logits only."""
+    run, state = built(tiny_config("rotation"), digits, 1)
+    method, variables = run.method, state.variables()
+    batch = jax.device_get(run.pipeline.batch(0))
+    rng = jax.random.PRNGKey(3)
+    rotated, rotation_labels = all_rotations(method.view(rng, batch, method.config.method.view))
+    out, _ = method.apply(state.params, variables, rotated, train=True)
+    n = batch["label"].shape[0]
+    logits = np.asarray(out["rotation_logits"])
+    assert logits.shape == (4 * n, 4)
+    expected = numpy_cross_entropy(logits, np.asarray(rotation_labels)).mean()
+    expected_probe = numpy_cross_entropy(np.asarray(out["probe_logits"][:n]),
+                                         np.asarray(batch["label"])).mean()
+
+    loss, (_, _, step_metrics) = method.loss(state.params, variables, batch, rng, state.step)
+    np.testing.assert_allclose(step_metrics["rotation_loss"], expected, rtol=1e-5)
+    np.testing.assert_allclose(step_metrics["rotation_accuracy"],
+                               np.mean(logits.argmax(axis=1) == np.asarray(rotation_labels)))
+    np.testing.assert_allclose(step_metrics["probe_loss"], expected_probe, rtol=1e-5)
+    np.testing.assert_allclose(loss, expected + expected_probe, rtol=1e-5)
 
 
 def test_one_device_equals_eight_devices(digits):  # noqa: F811
