@@ -16,9 +16,9 @@
 #
 # Each call trains until LIMIT seconds (default 540) have passed, then sends SIGTERM:
 # ssl_jax saves a checkpoint and exits 143 (`ssl_jax.guards`), and the next call resumes
-# from it. The workdir and the compile cache are on the device machine's /tmp, kept only
-# while the machine stays warm, so the next call must follow within its idle release (30 s
-# on the H200 machines). Each call copies metrics.jsonl (and results.json once the kNN
+# from it. The workdir and the compile cache are under runs/ (git-ignored, so the device
+# machine keeps them between calls, but only while it stays warm): the next call must
+# follow within its idle release (30 s on the H200 machines), and must not carry runs/. Each call copies metrics.jsonl (and results.json once the kNN
 # stage has run) to $OUT; exit 0 means the run is complete. Arguments are passed on to
 # ssl_jax.main as further overrides.
 set -u
@@ -27,8 +27,8 @@ METHOD=${METHOD:-simclr}
 EPOCHS=${EPOCHS:-200}
 LIMIT=${LIMIT:-540}
 CIFAR10=${SSL_JAX_CIFAR10:-.gpu/data/cifar10}
-WORKDIR=${WORKDIR:-/tmp/ssl_jax_published/${METHOD}_${EPOCHS}ep}
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/ssl_jax_published_cache}
+WORKDIR=${WORKDIR:-runs/published/${METHOD}_${EPOCHS}ep}
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$PWD/runs/published/jax_cache}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/published.log") 2>&1
 
