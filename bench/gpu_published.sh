@@ -18,9 +18,10 @@
 # ssl_jax saves a checkpoint and exits 143 (`ssl_jax.guards`), and the next call resumes
 # from it. The workdir and the compile cache are under runs/ (git-ignored, so the device
 # machine keeps them between calls, but only while it stays warm): the next call must
-# follow within its idle release (30 s on the H200 machines), and must not carry runs/. Each call copies metrics.jsonl (and results.json once the kNN
-# stage has run) to $OUT; exit 0 means the run is complete. Arguments are passed on to
-# ssl_jax.main as further overrides.
+# follow within its idle release (30 s on the H200 machines), and must not carry runs/.
+# Each call copies metrics.jsonl (and results.json once the kNN stage has run) to $OUT;
+# exit 0 means the run is complete. Arguments are passed on to ssl_jax.main as further
+# overrides.
 set -u
 OUT=${OUT:-/tmp/ssl_jax_published}
 METHOD=${METHOD:-simclr}
