@@ -23,6 +23,9 @@
 #             device memory and step time next to mae's
 #   vits vitb only when ONLY names them: SimCLR ViT-S/16 and ViT-B/16 at 224x224, bf16,
 #             B = 256, next to the PyTorch reference (scaled_dot_product_attention)
+#   convs     only when ONLY names it: bench/conv_layers.py, each convolution of ResNet-18
+#             (CIFAR stem) alone, XLA against cuDNN through PyTorch, bf16, the 2048 images of
+#             a B = 1024 SimCLR step
 # bench/gpu_env.sh sets up the Python packages. ONLY="simclr mae" runs just those.
 # The limits add up to 600 s, one device call's most; on the H200 (2026-11-30) simclr took
 # 118 s, input 89 s, and the whole set should take about 9 minutes.
@@ -87,4 +90,5 @@ VIT224=(--config configs/simclr_cifar10.py $BF16 --config.model.patch_size=16
         --config.input.batch_size=256 --blocks 3 --steps 10 --saves 1)
 bench vits 200 "${STEP[@]}" "${VIT224[@]}" --config.model.name=vit_s
 bench vitb 200 "${STEP[@]}" "${VIT224[@]}" --config.model.name=vit_b
+bench convs 120 python3 bench/conv_layers.py --batch 2048 --dtype bfloat16 --reps 10
 echo; echo "=== tables"; cat "$OUT/BENCH.md"

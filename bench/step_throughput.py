@@ -94,6 +94,7 @@ from ssl_jax.methods import byol
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import profile_summary  # noqa: E402  (sibling scripts, not a package)
+from machine import machine  # noqa: E402
 import torch_reference  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -284,19 +285,6 @@ def peak_flops(dtype: str) -> float | None:
         return None
     kind = jax.devices()[0].device_kind
     return next((peaks[dtype] for fragment, peaks in PEAK_FLOPS if fragment in kind), None)
-
-
-def machine(device: torch.device) -> str:
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f
-                    if line.startswith("model name")), "unknown CPU")
-    torch_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return (f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on "
-            f"{jax.device_count()} x {jax.devices()[0].device_kind}; torch {torch.__version__} "
-            f"on {torch_device}, torch.get_num_threads() = {torch.get_num_threads()} "
-            f"(= os.cpu_count()), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
-            "JAX's CPU backend uses its own Eigen thread pool; "
-            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
 
 def mean_std(values, fmt: str) -> str:
