@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-import methods_table  # noqa: F401  (defines the flags this script takes)
+import methods_table  # Its flags (this script takes them) and its config builder.
 from ssl_jax import stages
 from ssl_jax.data import sources
 from ssl_jax.methods import ijepa
