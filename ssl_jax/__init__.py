@@ -4,4 +4,4 @@ from ssl_jax import xla_cpu
 
 __version__ = "0.1.0"
 
-xla_cpu.prefer_eigen_convolutions()
+xla_cpu.prefer_eigen_kernels()

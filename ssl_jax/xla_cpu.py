@@ -1,11 +1,17 @@
-r"""XLA:CPU settings that make ssl_jax's convolutional steps faster on x86 CPUs.
+r"""XLA:CPU settings that make ssl_jax's training steps faster on x86 CPUs.
 
-jaxlib 0.10 hands every convolution to YNNPACK by default (the
-`individual_convolution` entry of the default `--xla_cpu_experimental_ynn_fusion_type`
-list). On the x86 CPU we measure on (AMD EPYC, AVX-512, 2 cores), XLA's own Eigen
-convolutions are faster: the SimCLR and BYOL ResNet-18 CIFAR steps run 1.5-1.8x
-faster with the entry removed (`docs/BENCHMARKS.md`, "Eigen convolutions on the CPU").
-`prefer_eigen_convolutions` removes it and keeps YNNPACK for dots and reductions.
+jaxlib 0.10 hands every convolution and every matmul that stands alone to YNNPACK by
+default (the `individual_convolution` and `individual_dot` entries of the default
+`--xla_cpu_experimental_ynn_fusion_type` list). On the x86 CPU we measure on (AMD EPYC,
+AVX-512, 2 cores), XLA's own Eigen kernels are faster for both (`docs/BENCHMARKS.md`):
+- convolutions: the SimCLR and BYOL ResNet-18 CIFAR steps run 1.5-1.8x faster ("Eigen
+  convolutions on the CPU");
+- matmuls: the SimCLR ViT-S/16 step at 224 px runs 1.17x faster (7.75 -> 6.64 s at B = 16),
+  mostly in the backward pass, whose matmuls take a transposed operand, where YNNPACK ran
+  at half its usual rate ("ViTs on the CPU"). The ResNet steps do not change.
+`prefer_eigen_kernels` removes both entries and keeps YNNPACK for the fusions it builds
+around elementwise ops and reductions (without them XLA splits every reduction into a tree
+of `reduce-window`s, which cost the ViT-S step 0.8 s).
 
 The flag must be in `XLA_FLAGS` before JAX creates its CPU client (at the first
 computation), so `import ssl_jax` applies it. It changes nothing when
@@ -20,7 +26,7 @@ import platform
 from typing import MutableMapping
 
 YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
-EIGEN_CONVOLUTIONS = f"--{YNN_FLAG}=-individual_convolution"
+EIGEN_KERNELS = f"--{YNN_FLAG}=-individual_convolution,-individual_dot"
 OPT_OUT = "SSL_JAX_KEEP_XLA_CPU_DEFAULTS"
 MIN_JAXLIB = (0, 10)
 X86_64 = ("x86_64", "amd64")  # platform.machine() on Linux/macOS and on Windows
@@ -35,10 +41,10 @@ def installed_jaxlib_version() -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
-def prefer_eigen_convolutions(environ: MutableMapping[str, str] = os.environ,
-                              machine: str | None = None,
-                              jaxlib_version: tuple[int, ...] | None = None) -> bool:
-    """Append `EIGEN_CONVOLUTIONS` to `environ["XLA_FLAGS"]` where it applies (see the
+def prefer_eigen_kernels(environ: MutableMapping[str, str] = os.environ,
+                         machine: str | None = None,
+                         jaxlib_version: tuple[int, ...] | None = None) -> bool:
+    """Append `EIGEN_KERNELS` to `environ["XLA_FLAGS"]` where it applies (see the
     module docstring); returns whether it did."""
     machine = platform.machine() if machine is None else machine
     jaxlib_version = installed_jaxlib_version() if jaxlib_version is None else jaxlib_version
@@ -46,5 +52,5 @@ def prefer_eigen_convolutions(environ: MutableMapping[str, str] = os.environ,
     if (environ.get(OPT_OUT, "") not in ("", "0") or YNN_FLAG in flags
             or machine.lower() not in X86_64 or jaxlib_version < MIN_JAXLIB):
         return False
-    environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
+    environ["XLA_FLAGS"] = f"{flags} {EIGEN_KERNELS}".strip()
     return True
