@@ -8,7 +8,7 @@ AVX-512, 2 cores), XLA's own Eigen kernels are faster for both (`docs/BENCHMARKS
   convolutions on the CPU");
 - matmuls: the SimCLR ViT-S/16 step at 224 px runs 1.17x faster (7.75 -> 6.64 s at B = 16),
   mostly in the backward pass, whose matmuls take a transposed operand, where YNNPACK ran
-  at half its usual rate ("ViTs on the CPU"). The ResNet steps do not change.
+  at half its usual rate ("ViTs and ResNet-50 on the CPU"). The ResNet steps do not change.
 `prefer_eigen_kernels` removes both entries and keeps YNNPACK for the fusions it builds
 around elementwise ops and reductions (without them XLA splits every reduction into a tree
 of `reduce-window`s, which cost the ViT-S step 0.8 s).
