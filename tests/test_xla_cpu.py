@@ -17,7 +17,8 @@ def test_appends_to_existing_flags():
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     assert xla_cpu.prefer_eigen_kernels(env, X86, NEW)
     assert env["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=8 "
-                                "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot")
+                                "--xla_cpu_experimental_ynn_fusion_type="
+                                "-individual_convolution,-individual_dot")
 
 
 def test_sets_flags_when_unset():
