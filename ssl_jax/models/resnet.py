@@ -19,6 +19,9 @@ zero, so each residual branch starts at zero; Goyal et al. 2017). BatchNorm:
 Flax momentum 0.9 (= PyTorch 0.1), eps 1e-5, no `axis_name` (under `jax.jit`
 over a mesh the statistics are already global, i.e. synchronised BN).
 
+Convolutions use `conv_backward.conv_general_dilated`: lax's convolution, whose gradients on
+the CPU avoid XLA:CPU's slow copies and base-dilated loops (same values; see that module).
+
 `remat=True` recomputes each block's activations in the backward pass instead of
 keeping them (`nn.remat`): less memory for about one more forward pass.
 """
@@ -29,6 +32,8 @@ from typing import Any, Callable, ClassVar, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ssl_jax.models import conv_backward
 
 # torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu"): N(0, 2 / fan_out),
 # untruncated.
@@ -110,7 +115,8 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         if self.stem not in STEMS:
             raise ValueError(f"ResNet stem={self.stem!r}: expected one of {list(STEMS)}")
-        conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init, dtype=self.dtype)
+        conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init, dtype=self.dtype,
+                                 conv_general_dilated=conv_backward.conv_general_dilated)
         norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                                  epsilon=1e-5, dtype=self.dtype)
         x = x.astype(self.dtype)
