@@ -12,7 +12,9 @@ and counted. For each, three programs, each jitted alone (XLA) or called alone (
   input grad   dx = dL/dx from dy (not for the stem: nothing needs the image's gradient)
   weight grad  dW = dL/dW from x and dy
 
-XLA's come from `jax.vjp` of `lax.conv_general_dilated`, as in a train step; PyTorch's
+XLA's come from `jax.vjp` of the convolution the backbone calls,
+`conv_backward.conv_general_dilated` (on the CPU its gradients are stride-1 convolutions laid
+out for Eigen; `--rules=lax` times JAX's own rules instead), as in a train step; PyTorch's
 are `torch.nn.functional.conv2d` and `aten.convolution_backward` with one output mask each,
 channels-last. Times: best of `--reps` calls after one warm-up, ms. The totals weight each
 row by its count. `--dtype` float32 (on a GPU: jax's default precision and torch's TF32, as
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from absl import app, flags
 
-from ssl_jax.models import resnet
+from ssl_jax.models import conv_backward, resnet
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import machine  # noqa: E402  (a sibling script, not a package)
@@ -42,6 +44,8 @@ _SIZE = flags.DEFINE_integer("image_size", 32, "Image height and width.")
 _REPS = flags.DEFINE_integer("reps", 3, "Timed calls per program; the best is kept.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                            "Inputs, kernels and gradients (bfloat16: as a bf16 train step).")
+_RULES = flags.DEFINE_enum("rules", "ssl_jax", ["ssl_jax", "lax"],
+                           "XLA's gradients: conv_backward's (what ResNet runs) or JAX's own.")
 
 Conv = collections.namedtuple("Conv", "x_shape w_shape strides padding")
 
@@ -82,9 +86,12 @@ def best_ms(call, reps: int, sync) -> float:
 
 
 def time_xla(conv: Conv, x, w, dy, reps: int) -> list[float]:
+    convolution = (conv_backward.conv_general_dilated if _RULES.value == "ssl_jax"
+                   else jax.lax.conv_general_dilated)
+
     def apply(x, w):
-        return jax.lax.conv_general_dilated(x, w, conv.strides, conv.padding,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return convolution(x, w, conv.strides, conv.padding,
+                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
     forward = jax.jit(apply)
     input_grad = jax.jit(lambda w, dy: jax.vjp(lambda x_: apply(x_, w), x)[1](dy)[0])
     weight_grad = jax.jit(lambda x, dy: jax.vjp(lambda w_: apply(x, w_), w)[1](dy)[0])

@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.models import conv_backward
+
 
 class ConvNet(nn.Module):
     """`[B, H, W, C]` normalised images -> `[B, widths[-1]]` features."""
@@ -32,7 +34,8 @@ class ConvNet(nn.Module):
         x = x.astype(self.dtype)
         for width in self.widths:
             for _ in range(2):
-                x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype)(x)
+                x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
+                            conv_general_dilated=conv_backward.conv_general_dilated)(x)
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                                  dtype=self.dtype)(x)
                 x = nn.relu(x)

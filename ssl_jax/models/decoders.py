@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.models import DTYPES
+from ssl_jax.models import DTYPES, conv_backward
 
 
 def _batch_norm(train: bool, dtype: Any) -> nn.BatchNorm:
@@ -71,9 +71,11 @@ class ConvDecoder(nn.Module):
         for stage_width in reversed(self.widths):
             x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
             for _ in range(2):
-                x = nn.Conv(stage_width, (3, 3), use_bias=False, dtype=self.dtype)(x)
+                x = nn.Conv(stage_width, (3, 3), use_bias=False, dtype=self.dtype,
+                            conv_general_dilated=conv_backward.conv_general_dilated)(x)
                 x = nn.relu(_batch_norm(train, self.dtype)(x))
-        x = nn.Conv(channels, (3, 3), dtype=self.dtype)(x)
+        x = nn.Conv(channels, (3, 3), dtype=self.dtype,
+                    conv_general_dilated=conv_backward.conv_general_dilated)(x)
         if x.shape[1:3] != (height, width):
             x = jax.image.resize(x, (x.shape[0], height, width, channels), "linear")
         return x
