@@ -69,6 +69,8 @@ JAX runs on its default backend; on CPU XLA has its own Eigen thread pool. On a 
 jobs share, set OMP_WAIT_POLICY=PASSIVE (the machine line prints it): with the default,
 torch's OpenMP threads spin at every barrier and lose their cores to the other jobs; on the
 loaded 2-core machine a SimCLR step at B = 16 took 4.9 s by default, 1.07 s with PASSIVE.
+`--conv_rules=lax` builds the ssl_jax steps with JAX's own convolution gradients instead of
+`ssl_jax.models.conv_backward`'s (an A/B of that module).
 """
 
 import datetime
@@ -91,6 +93,7 @@ from ml_collections import config_flags
 from ssl_jax import checkpoint, losses, optim, sharding, train
 from ssl_jax.data.sources import ArrayDataset
 from ssl_jax.methods import byol
+from ssl_jax.models import conv_backward
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import profile_summary  # noqa: E402  (sibling scripts, not a package)
@@ -117,6 +120,10 @@ _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 5, "Steps to profile.", l
 _REFERENCE = flags.DEFINE_bool("reference", True, "Time the PyTorch reference (SimCLR and BYOL "
                                "only); --noreference times the two ssl_jax steps alone, for any "
                                "method whose views are `config.method.view` (MAE, I-JEPA, ...).")
+_CONV_RULES = flags.DEFINE_enum(
+    "conv_rules", "ssl_jax", ["ssl_jax", "lax"], "Gradients of the ResNet/ConvNet convolutions: "
+    "conv_backward's (what the models run) or JAX's own rules (lax.conv_general_dilated), for "
+    "an A/B of the two.")
 flags.mark_flags_as_required(["config"])
 
 # A view that is the identity (module docstring).
@@ -367,6 +374,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
     torch.set_num_threads(os.cpu_count())
     config = _CONFIG.value  # Not validated against data files: the data are random images.
+    if _CONV_RULES.value == "lax":  # The models call it through the module at trace time.
+        conv_backward.conv_general_dilated = jax.lax.conv_general_dilated
     device = torch.device(_DEVICE.value or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":  # Autotuned convs and TF32 matmuls, as XLA's defaults.
         torch.backends.cudnn.benchmark = True
