@@ -20,9 +20,10 @@ channels, features = its batch) and x the kernel, so x is copied to `[H, W, N, C
 C contiguous values: cheap, recomputation included) and only dy, most often already in
 memory, is fully transposed. Where x has fewer elements than dy (a stem convolution over
 3 colour channels) JAX's rule is already the cheaper one and is kept. For stride s the
-input splits into s^2 phases x_r[m] = x[s m + r - pl]; with k - pl = s t + r,
+input splits into s^2 phases x_r[m] = x[s m + r]; with k - pl = s t + r,
 
-    dW[s t + pl + r] = sum_o dy[o]^T x_r[o + t]     (one stride-1 convolution per phase)
+    dW[s t + pl + r] = sum_{n, o} x_r[n, o + t]^T dy[n, o]   (one stride-1 convolution per
+                                                            phase r)
 
 **Input gradient, s > 1.** JAX's rule is a convolution with base (input) dilation s, which
 XLA:CPU does not give to Eigen but runs as a generic loop (0.4 s of the step above). Here,
@@ -36,8 +37,9 @@ s^2 stride-1 convolutions with the sub-kernels w[c::s], interleaved back into dx
 Only CPU programs change: `lax.platform_dependent` keeps JAX's rule on GPU and TPU, where
 the convolution libraries take the usual layouts. lax runs the whole convolution, gradients
 included, for what this module does not rearrange: other dimension numbers than
-NHWC/HWIO/NHWC, dilation, feature groups, an explicit `precision`, and (weight gradient
-only) padding wider than the kernel.
+NHWC/HWIO/NHWC, dilation, feature groups, an explicit `precision`. JAX's weight-gradient
+rule also stays where a phase of x has fewer rows than its convolution with dy needs (dy
+would have to be cropped: e.g. a 3x3 kernel at stride 3, padding 1, on 10 rows).
 """
 
 import functools
@@ -74,7 +76,7 @@ def _weight_grad_phases(size: int, out: int, k: int, s: int, pl: int
 def weight_grad(x: jax.Array, dy: jax.Array, kernel_size: Sequence[int],
                 strides: tuple[int, int], padding: Padding) -> jax.Array | None:
     """dW `[kh, kw, C_in, C_out]` with x as the kernel of a stride-1 convolution per phase (see
-    the module docstring); None where the padding does not allow it."""
+    the module docstring); None where a phase would need dy cropped."""
     per_axis = [_weight_grad_phases(x.shape[1 + a], dy.shape[1 + a], kernel_size[a], strides[a],
                                     padding[a][0]) for a in range(2)]
     if None in per_axis:
