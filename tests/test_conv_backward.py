@@ -120,7 +120,7 @@ def test_cpu_program_has_no_base_dilation_nor_channel_major_copy():
     assert "lhs_dilate" in lax_text and "lhs_dilate" not in ours_text
 
 
-def test_flax_conv_uses_it():
+def test_flax_conv_with_it_has_lax_kernel_gradient():
     import flax.linen as nn
     conv = functools.partial(nn.Conv, 6, (3, 3), strides=2, padding=1, use_bias=False)
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))

@@ -7,7 +7,8 @@ Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition", ICLR 2015) scaled down for CPU-sized experiments.
 
 BatchNorm: Flax momentum 0.9 (= PyTorch 0.1), eps 1e-5, no `axis_name` (under
-`jax.jit` over a mesh the batch statistics are already global).
+`jax.jit` over a mesh the batch statistics are already global). Convolutions take their
+gradients from `conv_backward` (the same values, arranged for XLA:CPU).
 """
 
 from typing import Any, Sequence

@@ -17,7 +17,8 @@ n = len(widths); then per width in reverse, a nearest-neighbour 2x upsampling
 and two (3x3 conv -> BN -> ReLU), the mirror of ConvNet's stage (two convs,
 then a 2x2 pool); then a 3x3 conv to C channels. When 2^n does not divide the
 image side (28 x 28 MNIST with three stages: 4 -> 8 -> 16 -> 32) the map is
-resized (bilinear, antialiased) to exactly H x W at the end.
+resized (bilinear, antialiased) to exactly H x W at the end. Its convolutions take their
+gradients from `conv_backward`, as the encoder's.
 
 `build_decoder` picks the mirror of the backbone named by `config.model.name`.
 """
