@@ -60,7 +60,7 @@ def _conv(x: jax.Array, w: jax.Array, strides: tuple[int, int], padding: Padding
 def _weight_grad_phases(size: int, out: int, k: int, s: int, pl: int
                         ) -> list[tuple[int, int, int, int, int]] | None:
     """Along one axis: per phase r of x, (r, first kernel tap k0, padding of dy (lo, hi), taps);
-    the taps are k0, k0 + s, ... . None where dy would need negative padding."""
+    the taps are k0, k0 + s, ... . None where dy would need cropping (negative padding)."""
     phases = []
     for r in range(s):
         offsets = [(tap - pl - r) // s for tap in range(k) if (tap - pl - r) % s == 0]
@@ -148,13 +148,12 @@ def _lax_grads(x, w, dy, strides, padding):
 
 def _cpu_grads(x, w, dy, strides, padding):
     dw = None if x.size < dy.size else weight_grad(x, dy, w.shape[:2], strides, padding)
+    if dw is None:  # JAX's rule for the weight gradient alone
+        dw, = jax.linear_transpose(lambda w: _conv(x, w, strides, padding), w)(dy)
     if strides == (1, 1):
-        dx, = jax.linear_transpose(functools.partial(_conv, w=w, strides=strides,
-                                                     padding=padding), x)(dy)
+        dx, = jax.linear_transpose(lambda x: _conv(x, w, strides, padding), x)(dy)
     else:
         dx = input_grad(dy, w, x.shape, strides, padding)
-    if dw is None:
-        _, dw = _lax_grads(x, w, dy, strides, padding)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
