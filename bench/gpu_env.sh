@@ -2,9 +2,10 @@
 #
 # That machine has jax, flax, optax, orbax, chex and torch but no network; the Python
 # packages it lacks (ml_collections, tensorboardX) are installed from the wheels in
-# $SSL_JAX_WHEELS (default .gpu/whl, git-ignored, carried to the machine) when they do not
-# import. Prints the GPU and the package versions. If ssl_jax fails to import with its XLA
-# CPU flag (an XLA that does not know it), retries without it.
+# $SSL_JAX_WHEELS (default .gpu/whl: `bash bench/gpu_prepare.sh` builds .gpu/ here, and the
+# device call carries it) when they do not import. Prints the GPU and the package versions.
+# If ssl_jax fails to import with its XLA CPU flag (an XLA that does not know it), retries
+# without it.
 WHEELS=${SSL_JAX_WHEELS:-.gpu/whl}
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 if ! python3 -c "import ml_collections, tensorboardX" 2>/dev/null; then

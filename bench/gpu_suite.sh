@@ -26,7 +26,9 @@
 #   convs     only when ONLY names it: bench/conv_layers.py, each convolution of ResNet-18
 #             (CIFAR stem) alone, XLA against cuDNN through PyTorch, bf16, the 2048 images of
 #             a B = 1024 SimCLR step
-# bench/gpu_env.sh sets up the Python packages. ONLY="simclr mae" runs just those.
+# Before the first device call, `bash bench/gpu_prepare.sh` builds .gpu/ (wheels, CIFAR-10),
+# which the call carries; bench/gpu_env.sh sets up the Python packages from it there.
+# ONLY="simclr mae" runs just those.
 # The limits add up to 600 s, one device call's most; on the H200 (2026-11-30) simclr took
 # 118 s, input 89 s, and the whole set should take about 9 minutes.
 set -u
