@@ -8,12 +8,13 @@
 #
 #   bash bench/gpu_prepare.sh            # then: run(carry=[".gpu"], command=...)
 #
-# SSL_JAX_DATA points at another copy of the data. The carried paths may total 64 MiB;
+# SSL_JAX_DATA points at another copy of the data; PYTHON (default: .venv's, else python3)
+# is the environment whose versions are pinned. The carried paths may total 64 MiB;
 # the script fails if .gpu/ is larger.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SSL_JAX_DATA:-../shared/data}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
 [[ -f "$DATA/cifar10/cifar10-train.tar.gz" ]] || {
   echo "no CIFAR-10 at $DATA/cifar10 (set SSL_JAX_DATA)" >&2; exit 1; }
 
