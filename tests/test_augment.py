@@ -40,14 +40,22 @@ def full_view(out_size: int) -> ml_collections.ConfigDict:
 full_view_fn = jax.jit(functools.partial(augment.augment_view, view=full_view(8)))
 
 
-RANDOM_OPS = {
-    "crop": lambda k, x: augment.random_resized_crop(k, x, out_size=8),
-    "flip": lambda k, x: augment.random_flip(k, x, 1.0),
-    "jitter": lambda k, x: augment.color_jitter(k, x, brightness=0.8, contrast=0.8,
-                                                saturation=0.8, hue=0.2, prob=1.0),
-    "grayscale": lambda k, x: augment.random_grayscale(k, x, 1.0),
-    "blur": lambda k, x: augment.gaussian_blur(k, x, prob=1.0, kernel_size=5),
-    "solarize": lambda k, x: augment.solarize(k, x, prob=1.0),
+def draws(key: jax.Array, count: int | None = None) -> jax.Array:
+    """An op's uniform draws from `key`: a scalar, or `count` of them."""
+    return jax.random.uniform(key, () if count is None else (count,))
+
+
+RANDOM_OPS = {  # Each takes a key and draws what its op needs.
+    "crop": lambda k, x: augment.random_resized_crop(draws(k, augment.CROP_DRAWS), x,
+                                                     out_size=8),
+    "flip": lambda k, x: augment.random_flip(draws(k), x, 1.0),
+    "jitter": lambda k, x: augment.color_jitter(draws(k, augment.JITTER_DRAWS), x,
+                                                brightness=0.8, contrast=0.8, saturation=0.8,
+                                                hue=0.2, prob=1.0),
+    "grayscale": lambda k, x: augment.random_grayscale(draws(k), x, 1.0),
+    "blur": lambda k, x: augment.gaussian_blur(draws(k, augment.BLUR_DRAWS), x, prob=1.0,
+                                               kernel_size=5),
+    "solarize": lambda k, x: augment.solarize(draws(k), x, prob=1.0),
 }
 
 
@@ -64,7 +72,7 @@ def test_op_shape_dtype_range_and_determinism(name, channels):
 
 
 @pytest.mark.parametrize("name", ["crop", "jitter", "blur"])
-def test_different_keys_give_different_outputs(name):
+def test_different_draws_give_different_outputs(name):
     op = jax.jit(RANDOM_OPS[name])
     image = jnp.asarray(random_image(1))
     assert not np.allclose(op(jax.random.key(0), image), op(jax.random.key(1), image))
@@ -74,15 +82,15 @@ def test_prob_zero_is_identity():
     image = jnp.asarray(random_image(2))
 
     @jax.jit
-    def all_ops(key, image):
-        return [augment.random_flip(key, image, 0.0),
-                augment.color_jitter(key, image, brightness=0.8, contrast=0.8, saturation=0.8,
-                                     hue=0.2, prob=0.0),
-                augment.random_grayscale(key, image, 0.0),
-                augment.gaussian_blur(key, image, prob=0.0, kernel_size=5),
-                augment.solarize(key, image, prob=0.0)]
+    def all_ops(u, image):  # u = 0, the smallest draw: still never below a probability of 0.
+        return [augment.random_flip(u[0], image, 0.0),
+                augment.color_jitter(u[:augment.JITTER_DRAWS], image, brightness=0.8,
+                                     contrast=0.8, saturation=0.8, hue=0.2, prob=0.0),
+                augment.random_grayscale(u[0], image, 0.0),
+                augment.gaussian_blur(u[:augment.BLUR_DRAWS], image, prob=0.0, kernel_size=5),
+                augment.solarize(u[0], image, prob=0.0)]
 
-    for out in all_ops(jax.random.key(3), image):
+    for out in all_ops(jnp.zeros(augment.JITTER_DRAWS), image):
         np.testing.assert_array_equal(np.asarray(out), np.asarray(image))
 
 
@@ -90,14 +98,14 @@ def test_prob_zero_is_identity():
 
 def test_flip_with_prob_one_reverses_columns():
     image = random_image(4, width=7)
-    out = augment.random_flip(jax.random.key(0), jnp.asarray(image), 1.0)
+    out = augment.random_flip(0.99, jnp.asarray(image), 1.0)
     np.testing.assert_array_equal(np.asarray(out), image[:, ::-1])
 
 
 def test_flip_half_of_the_examples():
     images = jnp.asarray(random_image(5, size=4))[None].repeat(512, axis=0)
-    keys = jax.random.split(jax.random.key(6), 512)
-    out = jax.jit(jax.vmap(augment.random_flip))(keys, images)
+    u = jax.random.uniform(jax.random.key(6), (512,))
+    out = jax.jit(jax.vmap(augment.random_flip))(u, images)
     flipped = np.asarray(jnp.all(out == images[:, :, ::-1], axis=(1, 2, 3)))
     kept = np.asarray(jnp.all(out == images, axis=(1, 2, 3)))
     assert np.all(flipped ^ kept)
@@ -108,7 +116,7 @@ def test_full_crop_without_resize_is_identity():
     image = random_image(7, size=10)
     crop = jax.jit(functools.partial(augment.random_resized_crop, out_size=10, scale=(1.0, 1.0),
                                      ratio=(1.0, 1.0)))
-    out = crop(jax.random.key(0), jnp.asarray(image))
+    out = crop(draws(jax.random.key(0), augment.CROP_DRAWS), jnp.asarray(image))
     np.testing.assert_allclose(np.asarray(out), image, atol=1e-5)
 
 
@@ -129,8 +137,9 @@ def test_crop_and_resize_matches_numpy_bilinear():
 
 def test_crop_boxes_lie_inside_the_image_with_the_drawn_area_and_aspect():
     height, width, scale, ratio = 20, 30, (0.08, 1.0), (3 / 4, 4 / 3)
-    sample = jax.jit(jax.vmap(lambda k: augment.sample_crop_box(k, height, width, scale, ratio)))
-    top, left, h, w = map(np.asarray, sample(jax.random.split(jax.random.key(9), 2000)))
+    sample = jax.jit(jax.vmap(lambda u: augment.sample_crop_box(u, height, width, scale, ratio)))
+    u = jax.random.uniform(jax.random.key(9), (2000, augment.CROP_DRAWS))
+    top, left, h, w = map(np.asarray, sample(u))
     eps = 1e-4
     assert np.all(top >= 0) and np.all(left >= 0)
     assert np.all(top + h <= height + eps) and np.all(left + w <= width + eps)
@@ -143,8 +152,8 @@ def test_crop_boxes_lie_inside_the_image_with_the_drawn_area_and_aspect():
 
 def test_crop_fallback_is_the_centred_box_with_clamped_aspect():
     # An area of twice the image never fits: torchvision's centre-crop fallback.
-    sample = jax.jit(lambda k: augment.sample_crop_box(k, 10, 40, (2.0, 2.0), (0.75, 4 / 3)))
-    top, left, h, w = sample(jax.random.key(0))
+    sample = jax.jit(lambda u: augment.sample_crop_box(u, 10, 40, (2.0, 2.0), (0.75, 4 / 3)))
+    top, left, h, w = sample(draws(jax.random.key(0), augment.CROP_DRAWS))
     np.testing.assert_allclose([top, left, h, w], [0.0, (40 - 40 / 3) / 2, 10.0, 40 / 3],
                                rtol=1e-6)
 
@@ -153,7 +162,7 @@ def test_crop_fallback_is_the_centred_box_with_clamped_aspect():
 
 def test_grayscale_uses_the_luma_weights():
     image = random_image(10)
-    out = np.asarray(augment.random_grayscale(jax.random.key(0), jnp.asarray(image), 1.0))
+    out = np.asarray(augment.random_grayscale(0.99, jnp.asarray(image), 1.0))
     np.testing.assert_allclose(out, np.repeat((image @ LUMA)[..., None], 3, axis=-1), atol=1e-6)
     gray = random_image(10, channels=1)
     np.testing.assert_array_equal(np.asarray(augment.grayscale(jnp.asarray(gray))), gray)
@@ -208,11 +217,12 @@ def test_jitter_factors_lie_in_their_ranges():
 
     @jax.jit
     @jax.vmap
-    def brightness_only(key):
-        return augment.color_jitter(key, image, brightness=0.4, contrast=0.0, saturation=0.0,
+    def brightness_only(u):
+        return augment.color_jitter(u, image, brightness=0.4, contrast=0.0, saturation=0.0,
                                     hue=0.0, prob=1.0)
 
-    factors = np.asarray(brightness_only(jax.random.split(jax.random.key(0), 64)))[:, 0, 0, 0] / 0.5
+    u = jax.random.uniform(jax.random.key(0), (64, augment.JITTER_DRAWS))
+    factors = np.asarray(brightness_only(u))[:, 0, 0, 0] / 0.5
     assert factors.min() >= 0.6 - 1e-6 and factors.max() <= 1.4 + 1e-6
     assert factors.min() < 0.7 and factors.max() > 1.3
 
@@ -223,17 +233,18 @@ def test_jitter_order_is_random():
 
     @jax.jit
     @jax.vmap
-    def jitter_and_references(key):
-        out = augment.color_jitter(key, image, brightness=0.9, contrast=0.9, saturation=0.0,
+    def jitter_and_references(u):
+        out = augment.color_jitter(u, image, brightness=0.9, contrast=0.9, saturation=0.0,
                                    hue=0.0, prob=1.0)
-        u = jax.random.uniform(key, (9,))  # The draw layout documented by color_jitter.
+        # The draw layout documented by color_jitter.
         b, c = 0.1 + 1.8 * u[0], 0.1 + 1.8 * u[1]
         b_first = augment.adjust_contrast(augment.adjust_brightness(image, b), c)
         c_first = augment.adjust_brightness(augment.adjust_contrast(image, c), b)
         return out, b_first, c_first, u[4] < u[5]
 
     out, b_first, c_first, brightness_first = map(
-        np.asarray, jitter_and_references(jax.random.split(jax.random.key(1), 64)))
+        np.asarray, jitter_and_references(
+            jax.random.uniform(jax.random.key(1), (64, augment.JITTER_DRAWS))))
     np.testing.assert_allclose(out[brightness_first], b_first[brightness_first], atol=1e-6)
     np.testing.assert_allclose(out[~brightness_first], c_first[~brightness_first], atol=1e-6)
     assert 10 < brightness_first.sum() < 54
@@ -270,7 +281,7 @@ def test_blur_matches_numpy_and_preserves_constants():
                                atol=1e-6)
     constant = jnp.full((12, 12, 3), 0.3)
     out = jax.jit(functools.partial(augment.gaussian_blur, prob=1.0, kernel_size=7))(
-        jax.random.key(0), constant)
+        draws(jax.random.key(0), augment.BLUR_DRAWS), constant)
     np.testing.assert_allclose(out, constant, atol=1e-6)
     with pytest.raises(ValueError, match="odd"):
         augment.blur(jnp.asarray(image), 1.0, 4)
@@ -278,7 +289,7 @@ def test_blur_matches_numpy_and_preserves_constants():
 
 def test_solarize_matches_numpy():
     image = random_image(16)
-    out = augment.solarize(jax.random.key(0), jnp.asarray(image), prob=1.0, threshold=0.5)
+    out = augment.solarize(0.99, jnp.asarray(image), prob=1.0, threshold=0.5)
     np.testing.assert_array_equal(np.asarray(out), np.where(image < 0.5, image, 1 - image))
 
 
@@ -307,7 +318,7 @@ def test_augment_view_shape_range_and_keys(channels):
     np.testing.assert_array_equal(np.asarray(full_view_fn(jax.random.key(0), images)),
                                   np.asarray(out))
     assert not np.allclose(full_view_fn(jax.random.key(1), images), out)
-    # Per-example keys: image 0 moved to index 7 gets another view.
+    # Per-example draws: image 0 moved to index 7 gets another view.
     assert not np.allclose(out[0], full_view_fn(jax.random.key(0), images[::-1])[7])
 
 
@@ -364,3 +375,10 @@ def test_host_cropped_views_skip_the_crop_and_use_their_own_crop():
         np.testing.assert_allclose(
             np.asarray(got), np.asarray((source / 255.0 - jnp.asarray(config.input.mean))
                                         / jnp.asarray(config.input.std)), atol=1e-5)
+
+
+def test_a_view_hashes_its_key_once():
+    """All of a view's draws come from one Threefry hash: each traced hash costs XLA:CPU
+    ~0.3 s of compilation, and one per op and example would be eight per view."""
+    lowered = full_view_fn.lower(jax.random.key(0), jnp.asarray(random_batch(23, 8, 12)))
+    assert lowered.as_text().count("func.func private @threefry2x32") == 1

@@ -100,11 +100,13 @@ def test_loss_is_the_squared_error_to_the_clean_view(digits):  # noqa: F811
     reference = np.mean((reconstruction - np.asarray(clean, np.float64)) ** 2)
     np.testing.assert_allclose(step_metrics["reconstruction_loss"], reference, rtol=1e-5)
     np.testing.assert_allclose(loss, reference + step_metrics["probe_loss"], rtol=1e-5)
-    # Neither the corrupted view as target nor the clean view as input gives the loss.
+    # Neither the corrupted view as target nor the clean view as input gives the loss: each
+    # misses it by 100x the tolerance of the match above (an untrained network's error is
+    # mostly the target's own size, so the margins are a few tenths of a percent).
     to_noisy = np.mean((reconstruction - np.asarray(noisy, np.float64)) ** 2)
     from_clean = np.mean((reconstruct(clean) - np.asarray(clean, np.float64)) ** 2)
     for wrong in (to_noisy, from_clean):
-        assert abs(wrong - reference) > 0.01 * reference, (wrong, reference)
+        assert abs(wrong - reference) > 1e-3 * reference, (wrong, reference)
 
     # The code of the clean image is the evaluation feature.
     features = jax.jit(method.features)(variables, batch["image"])

@@ -1,12 +1,17 @@
-"""On-device image augmentation, jitted, with an independent key per example.
+"""On-device image augmentation, jitted, with independent draws per example.
 
 Views are made inside the jitted train step from the raw uint8 batch, so the
 host only decodes and batches. Every op maps a float32 `[H, W, C]` image in
-[0, 1] to one in [0, 1] and takes its key first; `augment_view` vmaps the chain
-over the batch with keys `split(key, B)`, so the random draws depend only on
-the key and the example's index, never on how the batch is sharded over devices
-(the pixels agree up to float rounding, as XLA compiles each per-device shape).
-Images with C == 1 skip the colour-only ops (saturation, hue, grayscale).
+[0, 1] to one in [0, 1] and takes its uniform draws `u` ~ U[0, 1) first (a
+scalar, or a vector of the length its `*_DRAWS` constant gives). `augment_view`
+makes all the draws of a view at once, u = uniform(key, (B, VIEW_DRAWS)), and
+vmaps the chain over the batch with example i reading row i. The draws so depend
+only on the key and the example's index, never on how the batch is sharded over
+devices (the pixels agree up to float rounding, as XLA compiles each per-device
+shape). One draw per view, not one per op and example, also keeps compilation
+short: each traced Threefry hash costs XLA:CPU about 0.3 s to compile, and a view
+used to hold eight. Images with C == 1 skip the colour-only ops (saturation, hue,
+grayscale).
 
 Probabilities and strengths are plain Python numbers, read at trace time: an op
 whose probability (or strength) is 0 is left out of the traced program.
@@ -18,6 +23,7 @@ Gaussian blur p=0.5 (sigma 0.1-2, kernel 10% of the side); CIFAR-10: s=0.5, no b
 """
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -27,6 +33,12 @@ import ml_collections
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L") and torchvision.
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop.
+CROP_DRAWS = 2 * CROP_ATTEMPTS + 2  # An area and an aspect per attempt, then the corner.
+JITTER_DRAWS = 9  # Four strengths, four order keys, whether to apply.
+BLUR_DRAWS = 2  # Sigma, whether to apply.
+# `augment_image`'s row of draws: crop, flip, jitter, grayscale, blur, solarize.
+VIEW_DRAW_SIZES = (CROP_DRAWS, 1, JITTER_DRAWS, 1, BLUR_DRAWS, 1)
+VIEW_DRAWS = sum(VIEW_DRAW_SIZES)
 
 Interval = Sequence[float]  # (low, high)
 Scalar = jax.Array | float
@@ -37,9 +49,9 @@ def _between(u: jax.Array, low: float, high: float) -> jax.Array:
     return low + (high - low) * u
 
 
-def _coin(key: jax.Array, prob: float) -> jax.Array:
+def _coin(u: Scalar, prob: float) -> jax.Array:
     """True with probability `prob`: u < prob, u ~ U[0, 1) (never for 0, always for 1)."""
-    return jax.random.uniform(key, ()) < prob
+    return u < prob
 
 
 # --- geometry --------------------------------------------------------------------------------
@@ -59,18 +71,17 @@ def crop_and_resize(image: jax.Array, top: Scalar, left: Scalar, height: Scalar,
                                          scale, translation, "linear", antialias=True)
 
 
-def sample_crop_box(key: jax.Array, height: int, width: int, scale: Interval,
+def sample_crop_box(u: jax.Array, height: int, width: int, scale: Interval,
                     ratio: Interval) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(top, left, h, w) of torchvision's RandomResizedCrop, its 10 attempts vectorised.
 
-    Each attempt draws an area fraction a ~ U(scale) and log r ~ U(log ratio),
+    `u`: CROP_DRAWS uniforms. Each attempt draws an area fraction a ~ U(scale) and log r ~ U(log ratio),
     giving w = sqrt(a H W r), h = sqrt(a H W / r); the first attempt with
     w <= W and h <= H is used, with its corner uniform over the valid positions.
     If none fits, torchvision's fallback: the centred box of the whole image with
     its aspect ratio clamped to `ratio`. Unlike torchvision, sides and corner are
     not rounded to whole pixels (the bilinear resampling handles sub-pixel boxes).
     """
-    u = jax.random.uniform(key, (2 * CROP_ATTEMPTS + 2,))
     area = height * width * _between(u[:CROP_ATTEMPTS], scale[0], scale[1])
     aspect = jnp.exp(_between(u[CROP_ATTEMPTS:-2], math.log(ratio[0]), math.log(ratio[1])))
     w = jnp.sqrt(area * aspect)
@@ -90,17 +101,17 @@ def sample_crop_box(key: jax.Array, height: int, width: int, scale: Interval,
     return top, left, h, w
 
 
-def random_resized_crop(key: jax.Array, image: jax.Array, *, out_size: int,
+def random_resized_crop(u: jax.Array, image: jax.Array, *, out_size: int,
                         scale: Interval = (0.08, 1.0),
                         ratio: Interval = (3 / 4, 4 / 3)) -> jax.Array:
     """Inception-style crop (Szegedy et al. 2015) resized to out_size^2 (`sample_crop_box`)."""
-    top, left, h, w = sample_crop_box(key, image.shape[0], image.shape[1], scale, ratio)
+    top, left, h, w = sample_crop_box(u, image.shape[0], image.shape[1], scale, ratio)
     return crop_and_resize(image, top, left, h, w, out_size)
 
 
-def random_flip(key: jax.Array, image: jax.Array, prob: float = 0.5) -> jax.Array:
-    """Horizontal flip x[:, ::-1] with probability `prob`."""
-    return jnp.where(_coin(key, prob), image[:, ::-1], image)
+def random_flip(u: Scalar, image: jax.Array, prob: float = 0.5) -> jax.Array:
+    """Horizontal flip x[:, ::-1] with probability `prob` (when u < prob)."""
+    return jnp.where(_coin(u, prob), image[:, ::-1], image)
 
 
 # --- colour ----------------------------------------------------------------------------------
@@ -172,20 +183,20 @@ def adjust_hue(image: jax.Array, delta: Scalar) -> jax.Array:
     return jnp.clip(hsv_to_rgb(hsv), 0.0, 1.0)
 
 
-def color_jitter(key: jax.Array, image: jax.Array, *, brightness: float, contrast: float,
+def color_jitter(u: jax.Array, image: jax.Array, *, brightness: float, contrast: float,
                  saturation: float, hue: float, prob: float) -> jax.Array:
     """torchvision's ColorJitter (as in SimCLR), applied with probability `prob`.
 
     Brightness, contrast and saturation factors ~ U[max(0, 1 - s), 1 + s], hue
     delta ~ U[-h, h]; the ops run in a uniformly random order, each clipping to
     [0, 1]. An op with strength 0 is the identity and is left out, as are
-    saturation and hue for C == 1. One draw u = uniform(key, (9,)) holds it all:
+    saturation and hue for C == 1. The JITTER_DRAWS uniforms `u` hold it all:
     u[0:4] the four parameters, argsort(u[4:4 + n]) the order of the n ops kept,
     u[8] < prob whether to apply.
     """
     colour = image.shape[-1] > 1
     strengths = (brightness, contrast, saturation if colour else 0.0, hue if colour else 0.0)
-    u_param, u_order, u_apply = jnp.split(jax.random.uniform(key, (9,)), [4, 8])
+    u_param, u_order, u_apply = jnp.split(u, [4, 8])
     ops: list[Callable[[jax.Array], jax.Array]] = []
     for adjust, strength, u in zip((adjust_brightness, adjust_contrast, adjust_saturation),
                                    strengths, u_param):
@@ -203,9 +214,9 @@ def color_jitter(key: jax.Array, image: jax.Array, *, brightness: float, contras
     return jnp.where(u_apply[0] < prob, jittered, image)
 
 
-def random_grayscale(key: jax.Array, image: jax.Array, prob: float) -> jax.Array:
-    """`grayscale(image)` with probability `prob`."""
-    return jnp.where(_coin(key, prob), grayscale(image), image)
+def random_grayscale(u: Scalar, image: jax.Array, prob: float) -> jax.Array:
+    """`grayscale(image)` with probability `prob` (when u < prob)."""
+    return jnp.where(_coin(u, prob), grayscale(image), image)
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -237,18 +248,21 @@ def blur(image: jax.Array, sigma: Scalar, kernel_size: int) -> jax.Array:
     return image
 
 
-def gaussian_blur(key: jax.Array, image: jax.Array, *, prob: float, kernel_size: int,
+def gaussian_blur(u: jax.Array, image: jax.Array, *, prob: float, kernel_size: int,
                   sigma: Interval = (0.1, 2.0)) -> jax.Array:
-    """`blur` with sigma ~ U(sigma), applied with probability `prob` (SimCLR appendix A)."""
-    u_sigma, u_apply = jax.random.uniform(key, (2,))
+    """`blur` with sigma ~ U(sigma), applied with probability `prob` (SimCLR appendix A).
+
+    `u`: BLUR_DRAWS uniforms, (sigma, apply when < prob)."""
+    u_sigma, u_apply = u
     blurred = blur(image, _between(u_sigma, sigma[0], sigma[1]), kernel_size)
     return jnp.where(u_apply < prob, blurred, image)
 
 
-def solarize(key: jax.Array, image: jax.Array, *, prob: float,
+def solarize(u: Scalar, image: jax.Array, *, prob: float,
              threshold: float = 0.5) -> jax.Array:
-    """x -> x if x < threshold else 1 - x, with probability `prob` (BYOL, arXiv:2006.07733)."""
-    return jnp.where(_coin(key, prob), jnp.where(image < threshold, image, 1.0 - image), image)
+    """x -> x if x < threshold else 1 - x, with probability `prob` (when u < prob; BYOL,
+    arXiv:2006.07733)."""
+    return jnp.where(_coin(u, prob), jnp.where(image < threshold, image, 1.0 - image), image)
 
 
 # --- views -----------------------------------------------------------------------------------
@@ -296,34 +310,36 @@ def byol_views(out_size: int, blur: bool = True) -> tuple[ml_collections.ConfigD
     return view, per_view
 
 
-def augment_image(key: jax.Array, image: jax.Array, view: ml_collections.ConfigDict,
+def augment_image(u: jax.Array, image: jax.Array, view: ml_collections.ConfigDict,
                   crop: bool = True) -> jax.Array:
     """crop -> flip -> colour jitter -> grayscale -> blur -> solarize, for one image.
 
-    One key per op, split from the example's key; ops with probability 0 are
-    skipped. `crop=False` is for images the host already cropped: they are only
-    resized to `view.out_size` (when not already that size).
+    `u`: the VIEW_DRAWS uniforms of the example, split among the ops as
+    VIEW_DRAW_SIZES says; ops with probability 0 are skipped. `crop=False` is for
+    images the host already cropped: they are only resized to `view.out_size`
+    (when not already that size).
     """
-    keys = jax.random.split(key, 6)
+    u_crop, u_flip, u_jitter, u_gray, u_blur, u_solarize = jnp.split(
+        u, list(itertools.accumulate(VIEW_DRAW_SIZES[:-1])))
     if crop:
-        x = random_resized_crop(keys[0], image, out_size=view.out_size, scale=view.crop_scale,
+        x = random_resized_crop(u_crop, image, out_size=view.out_size, scale=view.crop_scale,
                                 ratio=view.crop_ratio)
     elif image.shape[:2] != (view.out_size, view.out_size):
         x = jax.image.resize(image, (view.out_size, view.out_size, image.shape[2]), "linear")
     else:
         x = image
     if view.flip_prob > 0:
-        x = random_flip(keys[1], x, view.flip_prob)
+        x = random_flip(u_flip[0], x, view.flip_prob)
     if view.jitter_prob > 0:
-        x = color_jitter(keys[2], x, brightness=view.brightness, contrast=view.contrast,
+        x = color_jitter(u_jitter, x, brightness=view.brightness, contrast=view.contrast,
                          saturation=view.saturation, hue=view.hue, prob=view.jitter_prob)
     if view.grayscale_prob > 0:
-        x = random_grayscale(keys[3], x, view.grayscale_prob)
+        x = random_grayscale(u_gray[0], x, view.grayscale_prob)
     if view.blur_prob > 0:
-        x = gaussian_blur(keys[4], x, prob=view.blur_prob, sigma=view.blur_sigma,
+        x = gaussian_blur(u_blur, x, prob=view.blur_prob, sigma=view.blur_sigma,
                           kernel_size=blur_kernel_size(view.blur_kernel_fraction, view.out_size))
     if view.solarize_prob > 0:
-        x = solarize(keys[5], x, prob=view.solarize_prob)
+        x = solarize(u_solarize[0], x, prob=view.solarize_prob)
     # Convex filters (resize, luma, blur) can overshoot [0, 1] by a float32 rounding step.
     return jnp.clip(x, 0.0, 1.0)
 
@@ -339,11 +355,11 @@ def augment_view(key: jax.Array, images: jax.Array, view: ml_collections.ConfigD
                  crop: bool = True) -> jax.Array:
     """One view of a uint8 batch `[B, H, W, C]` -> float32 `[B, out, out, C]` in [0, 1].
 
-    Example i uses key `split(key, B)[i]`; `view` is read at trace time (close over it).
+    Example i uses row i of u = uniform(key, (B, VIEW_DRAWS)); `view` is read at trace
+    time (close over it).
     """
-    keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(functools.partial(augment_image, view=view, crop=crop))(
-        keys, to_float(images))
+    u = jax.random.uniform(key, (images.shape[0], VIEW_DRAWS))
+    return jax.vmap(functools.partial(augment_image, view=view, crop=crop))(u, to_float(images))
 
 
 def center_view(images: jax.Array, out_size: int) -> jax.Array:
