@@ -126,14 +126,14 @@ def check(config: ml_collections.ConfigDict, grid: Grid):
             "and leave no context; lower num_targets or target_scale")
 
 
-def draw_block_size(key: jax.Array, grid: Grid, scale: Interval, aspect: Interval
+def draw_block_size(u: jax.Array, grid: Grid, scale: Interval, aspect: Interval
                     ) -> tuple[jax.Array, jax.Array]:
-    """(h, w) int32 scalars by the size rule of the module docstring."""
+    """(h, w) int32 scalars by the size rule of the module docstring, from two U[0, 1)
+    draws u: s = s_lo + (s_hi - s_lo) u[0], a = a_lo + (a_hi - a_lo) u[1]."""
     height, width = grid
     low, high = area_range(grid, scale)
-    scale_key, aspect_key = jax.random.split(key)
-    s = jax.random.uniform(scale_key, (), minval=scale[0], maxval=scale[1])
-    a = jax.random.uniform(aspect_key, (), minval=aspect[0], maxval=aspect[1])
+    s = scale[0] + (scale[1] - scale[0]) * u[0]
+    a = aspect[0] + (aspect[1] - aspect[0]) * u[1]
     area = jnp.clip(jnp.floor(s * (height * width)), low, high)
     h = jnp.clip(jnp.round(jnp.sqrt(area * a)), 1, height).astype(jnp.int32)
     w = jnp.clip(jnp.round(jnp.sqrt(area / a)), 1, width).astype(jnp.int32)
@@ -164,13 +164,20 @@ def _context_corners(grid: Grid, sizes: set[tuple[int, int]]) -> tuple[np.ndarra
     return tops.reshape(-1), lefts.reshape(-1)
 
 
-def _example_masks(key: jax.Array, grid: Grid, target_size, context_size, corners,
+def uniform_integer(u: jax.Array, n: jax.Array) -> jax.Array:
+    """floor(u n) as int32, uniform over {0, ..., n - 1} for u ~ U[0, 1) (capped at n - 1
+    against float rounding)."""
+    return jnp.minimum(jnp.floor(u * n), n - 1).astype(jnp.int32)
+
+
+def _example_masks(u: jax.Array, grid: Grid, target_size, context_size, corners,
                    num_targets: int, min_context: int) -> tuple[jax.Array, jax.Array]:
-    """One image's (context `[N]`, targets `[M, N]`) boolean masks."""
+    """One image's (context `[N]`, targets `[M, N]`) boolean masks, from its U[0, 1) draws
+    u: M target tops, M target lefts, then one tie-breaking score per context corner."""
     (target_h, target_w), (context_h, context_w) = target_size, context_size
-    top_key, left_key, corner_key = jax.random.split(key, 3)
-    tops = jax.random.randint(top_key, (num_targets,), 0, grid[0] - target_h + 1)
-    lefts = jax.random.randint(left_key, (num_targets,), 0, grid[1] - target_w + 1)
+    u_tops, u_lefts, noise = jnp.split(u, [num_targets, 2 * num_targets])
+    tops = uniform_integer(u_tops, grid[0] - target_h + 1)
+    lefts = uniform_integer(u_lefts, grid[1] - target_w + 1)
     targets = jax.vmap(rectangle, (None, 0, 0, None, None))(grid, tops, lefts, target_h,
                                                              target_w)
     corner_tops, corner_lefts = (jnp.asarray(c) for c in corners)
@@ -179,7 +186,6 @@ def _example_masks(key: jax.Array, grid: Grid, target_size, context_size, corner
                                                             context_h, context_w)
     kept = blocks & ~jnp.any(targets, axis=0)
     counts = jnp.sum(kept, axis=1)
-    noise = jax.random.uniform(corner_key, counts.shape)
     acceptable = fits & (counts >= min_context)
     score = jnp.where(jnp.any(acceptable), jnp.where(acceptable, noise, -1.0),
                       jnp.where(fits, counts + 0.5 * noise, -1.0))
@@ -193,21 +199,26 @@ def sample_multiblock(rng: jax.Array, batch_size: int, grid: Grid,
         context_idx [B, L_c] int32, context_valid [B, L_c] bool,
         target_idx [B, M, L_t] int32, target_valid [B, M, L_t] bool.
 
-    Example i draws its corners from `split(key, B)[i]`, so the masks do not depend on
-    how the batch is sharded.
+    Two draws in all: four uniforms for the two sizes, and a row of uniforms per
+    example, so example i's corners do not depend on how the batch is sharded. (Each
+    traced Threefry hash costs XLA:CPU about 0.3 s of compilation, so the draws are not
+    made op by op.)
     """
     target_bounds = (tuple(config.target_scale), tuple(config.target_aspect))
     context_bounds = (tuple(config.context_scale), CONTEXT_ASPECT)
-    target_key, context_key, corners_key = jax.random.split(rng, 3)
-    target_size = draw_block_size(target_key, grid, *target_bounds)
-    context_size = draw_block_size(context_key, grid, *context_bounds)
+    sizes_key, examples_key = jax.random.split(rng)
+    u_sizes = jax.random.uniform(sizes_key, (4,))
+    target_size = draw_block_size(u_sizes[:2], grid, *target_bounds)
+    context_size = draw_block_size(u_sizes[2:], grid, *context_bounds)
     corners = _context_corners(grid, block_sizes(grid, *context_bounds))
+    u_examples = jax.random.uniform(
+        examples_key, (batch_size, 2 * config.num_targets + len(corners[0])))
     context_length = max_block_area(grid, *context_bounds)
     target_length = max_block_area(grid, *target_bounds)
     context, targets = jax.vmap(
-        lambda key: _example_masks(key, grid, target_size, context_size, corners,
-                                   config.num_targets, config.min_context)
-    )(jax.random.split(corners_key, batch_size))
+        lambda u: _example_masks(u, grid, target_size, context_size, corners,
+                                 config.num_targets, config.min_context)
+    )(u_examples)
     context_idx, context_valid = jax.vmap(lambda m: index_list(m, context_length))(context)
     target_idx, target_valid = jax.vmap(jax.vmap(lambda m: index_list(m, target_length)))(
         targets)
