@@ -115,21 +115,27 @@ def test_loss_is_the_cross_entropy_of_the_head_logits(digits):  # noqa: F811
     run, state = built(geometry_config(), digits, 1)
     method, variables = run.method, state.variables()
     batch = jax.device_get(run.pipeline.batch(0))
-    rng = jax.random.PRNGKey(5)
-    centre, neighbour, whole, labels = method.pairs(rng, batch)
-    out, _ = method.apply(state.params, variables, centre, train=True, neighbour=neighbour,
-                          whole=whole)
-    logits = np.asarray(out["position_logits"], np.float64)
+
+    @jax.jit  # One compilation, not one per op.
+    def loss_and_parts(params, batch, rng):
+        centre, neighbour, whole, labels = method.pairs(rng, batch)
+        out, _ = method.apply(params, variables, centre, train=True, neighbour=neighbour,
+                              whole=whole)
+        loss, (_, _, step_metrics) = method.loss(params, variables, batch, rng, state.step)
+        return out["position_logits"], labels, loss, step_metrics
+
+    logits, labels, loss, step_metrics = jax.device_get(
+        loss_and_parts(state.params, batch, jax.random.PRNGKey(5)))
+    logits = np.asarray(logits, np.float64)
     assert logits.shape == (batch["label"].shape[0], 8)
     expected = numpy_cross_entropy(logits, np.asarray(labels)).mean()
 
-    loss, (_, _, step_metrics) = method.loss(state.params, variables, batch, rng, state.step)
     np.testing.assert_allclose(step_metrics["context_loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(step_metrics["context_accuracy"],
                                np.mean(logits.argmax(axis=1) == np.asarray(labels)))
     np.testing.assert_allclose(loss, expected + step_metrics["probe_loss"], rtol=1e-5)
     # Evaluation features: the backbone on whole 8x8 images (the patches were 2x2).
-    features = method.features(variables, batch["image"])
+    features = jax.jit(method.features)(variables, batch["image"])
     assert features.shape == (batch["image"].shape[0], run.config.model.widths[-1])
 
 

@@ -20,7 +20,7 @@ from ssl_jax.data import sources
 from ssl_jax.methods import ijepa, multiblock
 from ssl_jax.models import default_model_config
 from test_joint_methods import (assert_trees_close, assert_validation_names, built,  # noqa: F401
-                                digits)
+                                digits, first_step_with_gradients)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCALE, ASPECT, CONTEXT_SCALE = (0.15, 0.2), (0.75, 1.5), (0.85, 1.0)
@@ -184,9 +184,13 @@ def test_config_errors_name_the_field(field, value, message):
 def method_state(digits, **method_fields):  # noqa: F811
     run, state = built(tiny_config(**method_fields), digits, 1)
     batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-    x = run.method.view(jax.random.key(1), batch, run.config.method.view)
-    masks = run.method.sample_masks(jax.random.key(2), x.shape[0])
-    return run, state, batch, x, masks
+
+    @jax.jit  # One compilation, not one per op.
+    def view_and_masks(batch):
+        x = run.method.view(jax.random.key(1), batch, run.config.method.view)
+        return x, run.method.sample_masks(jax.random.key(2), x.shape[0])
+
+    return run, state, batch, *view_and_masks(batch)
 
 
 def test_targets_are_the_layer_normed_full_image_tokens_of_the_target_encoder(digits):  # noqa: F811
@@ -321,20 +325,8 @@ def test_steps_compile_once_although_the_block_sizes_change(digits):  # noqa: F8
 
 def test_one_device_equals_eight_devices(digits):  # noqa: F811
     """Same global batch: same loss, gradients and next state (incl. the EMA target)."""
-    results = []
-    for num_devices in (1, 8):
-        run, state = built(tiny_config(), digits, num_devices)
-        batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-
-        @jax.jit
-        def step_with_gradients(state, batch):  # One compilation for both.
-            rng = jax.random.fold_in(run.train_rng, state.step)
-            loss, (_, _, step_metrics), grads = train.loss_and_grads(run.method, state, batch,
-                                                                     rng)
-            return loss, step_metrics, grads, train.train_step(run, state, batch)[0].variables()
-
-        results.append(jax.device_get(step_with_gradients(state, batch)))
-    (loss1, step_metrics, grads1, vars1), (loss8, _, grads8, vars8) = results
+    (loss1, step_metrics, grads1, vars1), (loss8, _, grads8, vars8) = (
+        first_step_with_gradients(*built(tiny_config(), digits, n)) for n in (1, 8))
     np.testing.assert_allclose(loss1, loss8, rtol=1e-5)
     assert_trees_close(grads1, grads8)
     assert_trees_close(vars1, vars8)

@@ -121,12 +121,17 @@ def test_target_network_gets_no_gradient(digits, method):
     rng = jax.random.key(0)
     untrained = {k: v for k, v in state.extra.items() if k in NOT_TRAINED}
     assert "target" in untrained
-    grads = jax.grad(loss_of_untrained_state(run, state, batch, rng))(untrained)
+
+    @jax.jit  # One compilation, not one per op.
+    def gradients(untrained, params):
+        online_loss = lambda p: run.method.loss(p, state.variables(), batch, rng, state.step)[0]
+        return (jax.grad(loss_of_untrained_state(run, state, batch, rng))(untrained),
+                jax.grad(online_loss)(params))
+
+    grads, online = gradients(untrained, state.params)
     for leaf in jax.tree.leaves(grads):
         assert not np.any(np.asarray(leaf)), "gradient reached the target / predictor state"
     # ... while the online parameters do get one.
-    online = jax.grad(lambda p: run.method.loss(p, state.variables(), batch, rng,
-                                                 state.step)[0])(state.params)
     assert np.abs(jax.tree.leaves(online["backbone"])[0]).max() > 0
 
 
@@ -134,17 +139,21 @@ def test_target_network_gets_no_gradient(digits, method):
 def test_objective_sends_no_gradient_through_the_target_branch(digits, method):
     """d loss / d z = 0 when the predictions are held fixed: z is only ever a target."""
     run, state = built(tiny_config(method), digits, 1)
-    batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-    x = run.method.two_views(jax.random.key(1), batch)
-    online, _ = run.method.online(state.params, state.variables(), x)
 
-    def objective_of(embeddings, predictions):
-        out = dict(online, embeddings=embeddings, predictions=predictions)
-        return run.method.objective(state.params, state.variables(), out, x,
-                                    jax.random.key(2), state.step)[0]
+    @jax.jit  # One compilation, not one per op.
+    def gradients(batch):
+        x = run.method.two_views(jax.random.key(1), batch)
+        online, _ = run.method.online(state.params, state.variables(), x)
 
-    d_embeddings, d_predictions = jax.grad(objective_of, argnums=(0, 1))(
-        online["embeddings"], online["predictions"])
+        def objective_of(embeddings, predictions):
+            out = dict(online, embeddings=embeddings, predictions=predictions)
+            return run.method.objective(state.params, state.variables(), out, x,
+                                        jax.random.key(2), state.step)[0]
+
+        return jax.grad(objective_of, argnums=(0, 1))(online["embeddings"],
+                                                      online["predictions"])
+
+    d_embeddings, d_predictions = gradients(sharding.to_global(run.pipeline.batch(0), run.mesh))
     assert not np.any(np.asarray(d_embeddings))
     assert np.abs(np.asarray(d_predictions)).max() > 0
 
@@ -284,6 +293,19 @@ def first_batch_loss_and_grads(run, state):
     return jax.device_get(fn(state, batch, rng))
 
 
+def first_step_with_gradients(run, state):
+    """The run's first step on its first global batch, in one compilation (XLA shares the
+    forward and backward passes): loss, metrics, gradients and the next state's variables."""
+    @jax.jit
+    def step_with_gradients(state, batch):
+        rng = jax.random.fold_in(run.train_rng, state.step)
+        loss, (_, _, step_metrics), grads = train.loss_and_grads(run.method, state, batch, rng)
+        return loss, step_metrics, grads, train.train_step(run, state, batch)[0].variables()
+
+    batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
+    return jax.device_get(step_with_gradients(state, batch))
+
+
 def assert_one_device_equals_eight(config, dataset):
     """The same global batch and key on 1 and 8 devices give the same loss and gradients."""
     (loss1, _, grads1), (loss8, _, grads8) = (
@@ -298,14 +320,8 @@ def test_one_device_equals_eight_devices(digits, method):
     config = tiny_config(method)
     if method == "mocov2":
         config.method.bn_splits = 1  # Split BN is checked on its own above.
-    results = []
-    for num_devices in (1, 8):
-        run, state = built(config, digits, num_devices)
-        loss, (_, _, step_metrics), grads = first_batch_loss_and_grads(run, state)
-        batch = sharding.to_global(run.pipeline.batch(0), run.mesh)
-        new_state, _ = train.make_step(run)(state, batch)
-        results.append((loss, grads, jax.device_get(new_state.variables())))
-    (loss1, grads1, vars1), (loss8, grads8, vars8) = results
+    (loss1, step_metrics, grads1, vars1), (loss8, _, grads8, vars8) = (
+        first_step_with_gradients(*built(config, digits, n)) for n in (1, 8))
     np.testing.assert_allclose(loss1, loss8, rtol=1e-5)
     assert_trees_close(grads1, grads8)
     assert_trees_close(vars1, vars8)

@@ -41,9 +41,17 @@ def test_loss_is_the_cross_entropy_over_all_four_rotations_and_the_probe_sees_up
     run, state = built(tiny_config("rotation"), digits, 1)
     method, variables = run.method, state.variables()
     batch = jax.device_get(run.pipeline.batch(0))
-    rng = jax.random.PRNGKey(3)
-    rotated, rotation_labels = all_rotations(method.view(rng, batch, method.config.method.view))
-    out, _ = method.apply(state.params, variables, rotated, train=True)
+
+    @jax.jit  # One compilation, not one per op.
+    def loss_and_parts(params, batch, rng):
+        rotated, rotation_labels = all_rotations(method.view(rng, batch,
+                                                             method.config.method.view))
+        out, _ = method.apply(params, variables, rotated, train=True)
+        loss, (_, _, step_metrics) = method.loss(params, variables, batch, rng, state.step)
+        return out, rotation_labels, loss, step_metrics
+
+    out, rotation_labels, loss, step_metrics = jax.device_get(
+        loss_and_parts(state.params, batch, jax.random.PRNGKey(3)))
     n = batch["label"].shape[0]
     logits = np.asarray(out["rotation_logits"])
     assert logits.shape == (4 * n, 4)
@@ -51,7 +59,6 @@ def test_loss_is_the_cross_entropy_over_all_four_rotations_and_the_probe_sees_up
     expected_probe = numpy_cross_entropy(np.asarray(out["probe_logits"][:n]),
                                          np.asarray(batch["label"])).mean()
 
-    loss, (_, _, step_metrics) = method.loss(state.params, variables, batch, rng, state.step)
     np.testing.assert_allclose(step_metrics["rotation_loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(step_metrics["rotation_accuracy"],
                                np.mean(logits.argmax(axis=1) == np.asarray(rotation_labels)))
