@@ -9,9 +9,10 @@ vmaps the chain over the batch with example i reading row i. The draws so depend
 only on the key and the example's index, never on how the batch is sharded over
 devices (the pixels agree up to float rounding, as XLA compiles each per-device
 shape). One draw per view, not one per op and example, also keeps compilation
-short: each traced Threefry hash costs XLA:CPU about 0.3 s to compile, and a view
-used to hold eight. Images with C == 1 skip the colour-only ops (saturation, hue,
-grayscale).
+short: each traced Threefry hash costs XLA:CPU about 0.3 s to compile, and drawing
+per op and example would put eight in a view (bench/compile_time.py: the view
+compiles in half the time). Images with C == 1 skip the colour-only ops
+(saturation, hue, grayscale).
 
 Probabilities and strengths are plain Python numbers, read at trace time: an op
 whose probability (or strength) is 0 is left out of the traced program.
