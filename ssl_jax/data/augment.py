@@ -76,9 +76,10 @@ def sample_crop_box(u: jax.Array, height: int, width: int, scale: Interval,
                     ratio: Interval) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(top, left, h, w) of torchvision's RandomResizedCrop, its 10 attempts vectorised.
 
-    `u`: CROP_DRAWS uniforms. Each attempt draws an area fraction a ~ U(scale) and log r ~ U(log ratio),
-    giving w = sqrt(a H W r), h = sqrt(a H W / r); the first attempt with
-    w <= W and h <= H is used, with its corner uniform over the valid positions.
+    `u`: CROP_DRAWS uniforms. Each attempt draws an area fraction a ~ U(scale) and
+    log r ~ U(log ratio), giving w = sqrt(a H W r), h = sqrt(a H W / r); the first
+    attempt with w <= W and h <= H is used, with its corner uniform over the valid
+    positions.
     If none fits, torchvision's fallback: the centred box of the whole image with
     its aspect ratio clamped to `ratio`. Unlike torchvision, sides and corner are
     not rounded to whole pixels (the bilinear resampling handles sub-pixel boxes).
