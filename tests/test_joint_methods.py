@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import diagnostics, ema, losses, methods, metrics, sharding, train, validate
-from ssl_jax.config import base_config, runlocal
+from ssl_jax.config import base_config, method_sections, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods import directpred, joint, moco, simsiam
 
@@ -330,15 +330,24 @@ def test_one_device_equals_eight_devices(digits, method):
         assert np.isfinite(step_metrics[name]), name
 
 
+def small_views(config, size: int = 14):
+    """MNIST seen as `size` x `size` views (inputs and every view of every task): 14x14 is a
+    quarter of the work of the tiny convnet's 28x28 convolutions (1->8 and 8->8 channels,
+    a few GFLOP/s in XLA:CPU's Eigen)."""
+    config.input.image_size = size
+    for section in method_sections(config):
+        if "view" in section:
+            section.view.out_size = size
+
+
 def short_mnist_run(shared_data, workdir, method: str, steps: int) -> dict:
-    """`steps` steps on 2,000 real MNIST images seen as 14x14 views (a quarter of the
-    convolutions' work at 28x28; tiny convnet, 32-d embeddings); returns the last logged
-    metrics."""
+    """`steps` steps on 2,000 real MNIST images seen as 14x14 views (tiny convnet, 32-d
+    embeddings); returns the last logged metrics."""
     from ssl_jax.config import mnist_config
 
     config = mnist_config(method, data_dir=str(shared_data / "mnist"))
     runlocal(config, train_limit=2000)
-    config.input.image_size = config.method.view.out_size = 14
+    small_views(config)
     config.method.projector.update(dict(hidden_dim=64, out_dim=32))
     config.input.batch_size = 128
     config.schedule.steps = steps

@@ -13,7 +13,7 @@ from ssl_jax.data import sources
 from ssl_jax.methods.rotation import all_rotations
 from test_bert_gpt import numpy_cross_entropy
 from test_joint_methods import (assert_one_device_equals_eight, built, digits,  # noqa: F401
-                                tiny_config)
+                                small_views, tiny_config)
 
 
 def test_every_image_appears_in_all_four_rotations_with_its_label():
@@ -71,10 +71,11 @@ def test_one_device_equals_eight_devices(digits):  # noqa: F811
 
 
 def test_rotation_classifier_learns_on_mnist(shared_data, tmp_path):
-    """60 steps on real MNIST (tiny convnet): rotation accuracy well above the 25% of
-    chance (0.46 measured)."""
+    """60 steps on real MNIST seen as 14x14 views (tiny convnet): rotation accuracy well
+    above the 25% of chance (0.58, 0.54 and 0.58 measured with seeds 0, 1 and 2)."""
     config = mnist_config("rotation", data_dir=str(shared_data / "mnist"))
     runlocal(config, train_limit=2000)
+    small_views(config)
     config.input.batch_size = 128
     config.schedule.steps = 60
     config.log.every_steps = 20
