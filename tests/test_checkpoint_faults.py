@@ -23,7 +23,7 @@ import pytest
 from absl import logging
 
 from ssl_jax import checkpoint, metrics, train
-from test_reliability import (assert_trees_equal, digits, persistent_compilation_cache,  # noqa: F401
+from test_reliability import (assert_trees_equal, digits,  # noqa: F401
                               quickstart, saved_steps, uninterrupted)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -34,14 +34,12 @@ STEPS, EVERY = 12, 3  # As fault_run.py.
 # --- runs in processes of their own --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def subprocess_env(tmp_path_factory):
-    """One CPU device, quick compiles, and one persistent compilation cache for all of them."""
-    cache = tmp_path_factory.mktemp("xla_cache_subprocess")
+def subprocess_env():
+    """One CPU device and quick compiles; the session's compilation cache (conftest.py) comes
+    with os.environ."""
     return dict(os.environ, JAX_PLATFORMS="cpu", JAX_THREEFRY_PARTITIONABLE="false",
                 XLA_FLAGS=("--xla_force_host_platform_device_count=1 "
-                           "--xla_backend_optimization_level=0"),
-                JAX_COMPILATION_CACHE_DIR=str(cache),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+                           "--xla_backend_optimization_level=0"))
 
 
 def fault_run(env, *args, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

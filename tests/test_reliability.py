@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from ssl_jax import guards, methods, metrics, train, validate
 from ssl_jax.config import load_config_file
@@ -36,21 +35,6 @@ in_main_thread = pytest.mark.skipif(threading.current_thread() is not threading.
 def quickstart():
     """6 steps, checkpoints at 3 and 6, logs at 2, 4 and 6."""
     return load_config_file(str(REPO / "configs" / "quickstart.py"), "runlocal")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def persistent_compilation_cache(tmp_path_factory):
-    """Most runs here compile the same step: JAX's persistent cache makes each repeat
-    ~2 s instead of ~12 s on CPU. Restored to what it was afterwards."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    previous = {name: getattr(jax.config, name) for name in names}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    compilation_cache.reset_cache()
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")
