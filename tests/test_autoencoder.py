@@ -15,7 +15,7 @@ from ssl_jax.methods.autoencoder import corrupt
 from ssl_jax.models import build_backbone, default_model_config
 from ssl_jax.models.decoders import ConvDecoder, MLPDecoder, build_decoder
 from test_joint_methods import (assert_trees_close, assert_validation_names, built,  # noqa: F401
-                                digits, tiny_config)
+                                digits, learning_run, tiny_config)
 
 SIGMAS = 5.0  # Tolerance of the binomial counts, in standard deviations.
 
@@ -188,9 +188,7 @@ def test_denoising_autoencoder_learns_to_reconstruct_mnist(shared_data, tmp_path
     config.model.update(dict(name="mlp", widths=(256, 32)))
     config.method.view.update(dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)))
     config.input.batch_size = 128
-    config.schedule.steps = 100
-    config.log.every_steps = 1
-    config.mesh.num_devices = 1
+    learning_run(config, 100, log_every=1)
     train.train(config, tmp_path, sources.load(config.input))
     logged = metrics.read_metrics(tmp_path)
     first, last = logged[0]["reconstruction_loss"], logged[-1]["reconstruction_loss"]

@@ -14,7 +14,7 @@ from ssl_jax.methods.context import (CHANNEL_NOISE_SCALE, drop_channels, patch_p
                                      sample_patch_pairs)
 from test_bert_gpt import numpy_cross_entropy
 from test_joint_methods import (assert_one_device_equals_eight, built, digits,  # noqa: F401
-                                tiny_config)
+                                learning_run, tiny_config)
 from test_train import load_config
 
 
@@ -152,9 +152,7 @@ def test_position_classifier_learns_on_mnist(shared_data, tmp_path):
     config.input.data_dir = str(shared_data / "mnist")
     runlocal(config, train_limit=2000)
     config.input.batch_size = 128
-    config.schedule.steps = 100
-    config.log.every_steps = 10
-    config.mesh.num_devices = 1
+    learning_run(config, 100, log_every=10)
     train.train(config, tmp_path, sources.load(config.input))
     accuracy = np.mean([r["context_accuracy"] for r in metrics.read_metrics(tmp_path)[-5:]])
     assert accuracy > 0.22, accuracy

@@ -340,6 +340,16 @@ def small_views(config, size: int = 14):
             section.view.out_size = size
 
 
+def learning_run(config, steps: int, log_every: int) -> None:
+    """A run of `steps` steps that logs every `log_every`: saves only its final checkpoint
+    (runlocal saves every 3 steps, and each save of these tiny states blocks the loop ~0.35 s
+    here, longer than a step; checkpointing has tests of its own) on one device."""
+    config.schedule.steps = steps
+    config.log.every_steps = log_every
+    config.checkpoint.every_steps = steps
+    config.mesh.num_devices = 1
+
+
 def short_mnist_run(shared_data, workdir, method: str, steps: int) -> dict:
     """`steps` steps on 2,000 real MNIST images seen as 14x14 views (tiny convnet, 32-d
     embeddings); returns the last logged metrics."""
@@ -350,11 +360,9 @@ def short_mnist_run(shared_data, workdir, method: str, steps: int) -> dict:
     small_views(config)
     config.method.projector.update(dict(hidden_dim=64, out_dim=32))
     config.input.batch_size = 128
-    config.schedule.steps = steps
-    config.log.every_steps = 20
+    learning_run(config, steps, log_every=20)
     if method == "mocov2":
         config.method.queue_size = 1024
-    config.mesh.num_devices = 1
     run = train.train(config, workdir, sources.load(config.input))
     assert int(run.state.step) == steps
     return metrics.read_metrics(workdir)[-1]

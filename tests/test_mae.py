@@ -17,7 +17,7 @@ from ssl_jax.methods.mae import masked_patch_loss, normalize_patches, patchify, 
 from ssl_jax.models import default_model_config
 from ssl_jax.models.vit import ViT
 from test_joint_methods import (assert_one_device_equals_eight, assert_validation_names,  # noqa: F401
-                                built, digits)
+                                built, digits, learning_run)
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -233,10 +233,7 @@ def test_mae_loss_falls_on_mnist(shared_data, tmp_path):
     config.input.train_limit = 2000
     config.input.batch_size = 128
     config.optim.update(dict(lr=1e-3, lr_scaling="none"))
-    config.schedule.steps = 80
-    config.log.every_steps = 10
-    config.checkpoint.every_steps = 1000
-    config.mesh.num_devices = 1
+    learning_run(config, 80, log_every=10)
     train.train(config, tmp_path, sources.load(config.input))
     logged = [row["mae_loss"] for row in metrics.read_metrics(tmp_path)]
     assert np.mean(logged[-2:]) < min(0.75, logged[0] - 0.3), logged

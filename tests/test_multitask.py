@@ -10,7 +10,8 @@ from ssl_jax import methods, metrics, sharding, train, validate
 from ssl_jax.config import base_config, mnist_config, runlocal
 from ssl_jax.data import sources
 from ssl_jax.methods import multitask
-from test_joint_methods import assert_trees_close, built, digits, small_views  # noqa: F401
+from test_joint_methods import (assert_trees_close, built, digits, learning_run,  # noqa: F401
+                                small_views)
 
 
 def multitask_config(weights=(1.0, 0.5), second="rotation"):
@@ -131,9 +132,7 @@ def test_both_tasks_learn_on_mnist(shared_data, tmp_path):
     runlocal(config, train_limit=2000)
     small_views(config)
     config.input.batch_size = 128
-    config.schedule.steps = 80
-    config.log.every_steps = 20
-    config.mesh.num_devices = 1
+    learning_run(config, 80, log_every=20)
     train.train(config, tmp_path, sources.load(config.input))
     logged = metrics.read_metrics(tmp_path)
     first, last = logged[0], logged[-1]

@@ -13,7 +13,7 @@ from ssl_jax.data import sources
 from ssl_jax.methods.rotation import all_rotations
 from test_bert_gpt import numpy_cross_entropy
 from test_joint_methods import (assert_one_device_equals_eight, built, digits,  # noqa: F401
-                                small_views, tiny_config)
+                                learning_run, small_views, tiny_config)
 
 
 def test_every_image_appears_in_all_four_rotations_with_its_label():
@@ -77,9 +77,7 @@ def test_rotation_classifier_learns_on_mnist(shared_data, tmp_path):
     runlocal(config, train_limit=2000)
     small_views(config)
     config.input.batch_size = 128
-    config.schedule.steps = 60
-    config.log.every_steps = 20
-    config.mesh.num_devices = 1
+    learning_run(config, 60, log_every=20)
     train.train(config, tmp_path, sources.load(config.input))
     last = metrics.read_metrics(tmp_path)[-1]
     assert last["rotation_accuracy"] > 0.4, last

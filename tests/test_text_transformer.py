@@ -15,6 +15,7 @@ from ssl_jax.data import formats, sources
 from ssl_jax.models import build_backbone, default_model_config
 from ssl_jax.models import rotary
 from ssl_jax.models.text_transformer import TextTransformer
+from test_joint_methods import learning_run
 
 
 def numpy_rotate(x: np.ndarray) -> np.ndarray:
@@ -145,9 +146,9 @@ def text_classifier_config(vocab_size: int = 20):
                              posemb="rope"))
     ft = stages.finetune_config(config).to_dict()
     ft["optim"].update(lr=3e-3)
-    ft["schedule"].update(steps=150)
     ft["input"]["batch_size"] = 64
     config = type(config)(ft)
+    learning_run(config, 150, log_every=50)
     return config
 
 
