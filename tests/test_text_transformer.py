@@ -154,7 +154,7 @@ def text_classifier_config(vocab_size: int = 20):
 
 def test_a_text_backbone_trains_through_the_one_trainer(tmp_path):
     """The supervised method on token batches: a 1-block Transformer learns 'does id 7
-    occur' (prior ~55%) to > 85% test accuracy in 150 steps (measured 99%)."""
+    occur' (prior ~55%) to > 85% test accuracy in 150 steps (measured 100%; 99% on 8 devices)."""
     data = keyword_dataset(2048, seed=0)
     config = text_classifier_config()
     validate.validate(config)
