@@ -3,7 +3,7 @@
 Config files in `configs/` start from `base_config()` and override what their
 (method, dataset) pair needs, so library code never guesses a default with
 `config.get(key, default)`. Sections: seed, stages, method, model, input, optim,
-schedule, eval, finetune, checkpoint, log, guard, mesh.
+schedule, eval, finetune, self_train, checkpoint, log, guard, mesh.
 """
 
 import ml_collections
@@ -69,6 +69,11 @@ def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 
     non-finite loss or gradients, saving nothing from it on) or "skip" (that step
     keeps the old state); min_embedding_std_ratio / min_rankme: log a collapse
     warning below these values of the logged metrics (0 = off).
+
+    self_train (the `self_train` stage, `methods.fixmatch`): labels_per_class, B =
+    batch_size labelled images and unlabeled_ratio x B unlabelled ones per step,
+    threshold, unlabeled_weight, the weak and strong views; FixMatch's tau = 0.95,
+    mu = 7, lambda_u = 1 by default.
     """
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -90,6 +95,14 @@ def base_config(dataset: str = "digits", image_size: int = 8, batch_size: int = 
         view=augment.crop_flip_view(image_size, crop_scale=(0.5, 1.0)),
         optim=finetune_optim,
         schedule=dict(steps=500, epochs=0.0, warmup_epochs=0.0, final_lr_fraction=0.0)))
+    self_train_optim = ml_collections.ConfigDict(finetune_optim.to_dict())
+    c.self_train = ml_collections.ConfigDict(dict(
+        labels_per_class=10, batch_size=64, unlabeled_ratio=7, threshold=0.95,
+        unlabeled_weight=1.0, from_scratch_baseline=True,
+        weak_view=augment.crop_flip_view(image_size, crop_scale=(0.8, 1.0)),
+        strong_view=augment.simclr_view(image_size),
+        optim=self_train_optim,
+        schedule=dict(steps=1000, epochs=0.0, warmup_epochs=0.0, final_lr_fraction=0.0)))
     c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3))
     c.log = ml_collections.ConfigDict(dict(every_steps=50))
     c.guard = ml_collections.ConfigDict(dict(
@@ -133,6 +146,8 @@ def runlocal(config: ml_collections.ConfigDict, train_limit: int = 0) -> ml_coll
     config.eval.probe_steps = 50
     config.eval.batch_size = 256
     config.finetune.schedule.steps = 4
+    config.self_train.batch_size = 16
+    config.self_train.schedule.steps = 4
     return config
 
 
@@ -144,6 +159,8 @@ def handwritten_digits(config: ml_collections.ConfigDict) -> ml_collections.Conf
         if "view" in section:
             section.view.update(dict(crop_scale=(0.3, 1.0), flip_prob=0.0))
     config.finetune.view.flip_prob = 0.0
+    config.self_train.weak_view.flip_prob = 0.0
+    config.self_train.strong_view.update(dict(crop_scale=(0.3, 1.0), flip_prob=0.0))
     config.optim.update(dict(name="adamw", lr=2e-3, lr_scaling="none", weight_decay=1e-4))
     return config
 

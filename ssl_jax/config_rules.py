@@ -96,7 +96,7 @@ RULES: dict[str, Rule] = {
     "min_context": POSITIVE, "keep": POSITIVE, "probe_steps": POSITIVE, "prefetch": COUNT,
     "shuffle_buffer": POSITIVE, "train_limit": COUNT, "seq_len": COUNT, "text_stride": COUNT,
     "vocab_size": COUNT, "max_predictions": COUNT, "gap": COUNT, "jitter": COUNT,
-    "steps": COUNT, "labels_per_class": COUNT,
+    "steps": COUNT, "labels_per_class": COUNT, "unlabeled_ratio": POSITIVE,
     "log.every_steps": POSITIVE, "checkpoint.every_steps": COUNT,
     "directpred.every_steps": POSITIVE, "mesh.num_devices": integer(-1),
     # Probabilities and fractions.
@@ -107,7 +107,7 @@ RULES: dict[str, Rule] = {
     "mask_ratio": number(0.0, 1.0, low_open=True, high_open=True),
     "blur_kernel_fraction": number(0.0, 1.0, low_open=True),
     "ema.base": PROBABILITY, "ema.final": PROBABILITY, "rho": PROBABILITY,
-    "momentum": PROBABILITY,
+    "momentum": PROBABILITY, "threshold": PROBABILITY,
     "b1": number(0.0, 1.0, high_open=True), "b2": number(0.0, 1.0, high_open=True),
     "per_view.blur_prob": each(PROBABILITY, length=2),
     "per_view.solarize_prob": each(PROBABILITY, length=2),
@@ -117,6 +117,7 @@ RULES: dict[str, Rule] = {
     "loss_scale": POSITIVE_REAL, "trust_coefficient": POSITIVE_REAL, "eps": NON_NEGATIVE,
     "weight": NON_NEGATIVE, "invariance_weight": NON_NEGATIVE, "variance_weight": NON_NEGATIVE,
     "covariance_weight": NON_NEGATIVE, "off_diagonal_weight": NON_NEGATIVE,
+    "unlabeled_weight": NON_NEGATIVE,
     "brightness": NON_NEGATIVE, "contrast": NON_NEGATIVE, "saturation": NON_NEGATIVE,
     "hue": number(0.0, 0.5),
     "min_embedding_std_ratio": NON_NEGATIVE, "min_rankme": NON_NEGATIVE,
@@ -135,7 +136,7 @@ RULES: dict[str, Rule] = {
 
 # Sections whose leaves are checked (`eval` is checked by its stages).
 SECTIONS = ("input", "model", "method", "optim", "schedule", "mesh", "guard", "checkpoint",
-            "log", "finetune")
+            "log", "finetune", "self_train")
 
 
 def leaves(config: ml_collections.ConfigDict, prefix: str = ""):

@@ -63,6 +63,26 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array
     return loss, accuracy
 
 
+def confident_pseudo_label_loss(weak_logits: jax.Array, strong_logits: jax.Array,
+                                threshold: float) -> tuple[jax.Array, jax.Array]:
+    """FixMatch's unlabelled loss (Sohn et al. 2020, arXiv:2001.07685, eq. 2) and the
+    fraction of the batch it keeps.
+
+        q_b = softmax(stop_gradient(weak_logits_b))
+        l_u = 1 / (mu B) sum_b 1[max q_b >= tau] CE(argmax q_b, strong_logits_b)
+
+    The mean runs over all mu B unlabelled rows, the unconfident ones included (as the
+    paper's code does), so the loss grows with the share of confident pseudo-labels.
+    With threshold 0 every row is kept: Lee's (2013) Pseudo-Label, hard targets
+    recomputed at every step. Computed in float32.
+    """
+    probs = jax.nn.softmax(jax.lax.stop_gradient(weak_logits).astype(jnp.float32), axis=-1)
+    keep = jnp.max(probs, axis=-1) >= threshold
+    cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
+        strong_logits.astype(jnp.float32), jnp.argmax(probs, axis=-1))
+    return jnp.mean(jnp.where(keep, cross_entropy, 0.0)), jnp.mean(keep)
+
+
 # --------------------------------------------------------------------------------------
 # Joint-embedding methods: BYOL, SimSiam, Barlow Twins, VICReg, MoCo v2 / v3.
 #

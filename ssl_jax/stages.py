@@ -1,7 +1,8 @@
-"""The stages a config names: pretrain, then knn / linear_probe / finetune.
+"""The stages a config names: pretrain, then knn / linear_probe / finetune / self_train.
 
     workdir/pretrain/     checkpoints/, metrics.jsonl, tensorboard/
     workdir/finetune/     the same, for the fine-tuned classifier
+    workdir/self_train/   the same, for the self-trained (FixMatch) classifier
     workdir/results.json  every downstream number, merged across stages
 
 The downstream stages restore the pretrained encoder from its Orbax checkpoint
@@ -10,7 +11,8 @@ so they can run in a later process, or on another machine, than the pretraining.
 Each representation is compared with the baselines of `config.eval.baselines`:
 `random_init` (the same encoder before pretraining) and the raw input, `raw_pixels`
 for images or `bag_of_tokens` (normalised token counts) for text; fine-tuning is
-compared with training the same network from scratch on the same labels.
+compared with training the same network from scratch on the same labels, and so is
+self-training, which also learns from the pseudo-labels of the unlabelled images.
 A language model (BERT, GPT) may instead, or as well, be evaluated by `lm_eval`:
 its pretext loss on the test split.
 """
@@ -28,7 +30,7 @@ from ssl_jax.data import loader, sources
 from ssl_jax.evals import features, knn_accuracies, labels_per_class_subset, linear_probe
 from ssl_jax.methods import language_model
 
-STAGES = ("pretrain", "knn", "linear_probe", "finetune", "lm_eval", "yarowsky")
+STAGES = ("pretrain", "knn", "linear_probe", "finetune", "self_train", "lm_eval", "yarowsky")
 BASELINES = ("random_init", "raw_pixels", "bag_of_tokens")
 
 
@@ -125,40 +127,74 @@ def frozen_feature_evals(config, workdir: pathlib.Path, dataset: sources.ArrayDa
     return results
 
 
-def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The pretraining config turned into a supervised run with `config.finetune`'s settings."""
-    ft = config.finetune
+def downstream_config(config: ml_collections.ConfigDict, method: dict,
+                      section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The pretraining config turned into a classifier's run: `method`, and the batch
+    size, optimizer and schedule of `section` (`config.finetune` or `config.self_train`)."""
     derived = ml_collections.ConfigDict(config.to_dict())
-    derived.method = ml_collections.ConfigDict(dict(name="supervised", view=ft.view.to_dict()))
-    derived.optim = ft.optim
-    derived.schedule = ft.schedule
-    derived.input.batch_size = ft.batch_size
+    derived.method = ml_collections.ConfigDict(method)
+    derived.optim = section.optim
+    derived.schedule = section.schedule
+    derived.input.batch_size = section.batch_size
     derived.input.train_limit = 0
     derived.lock()
     return derived
 
 
-def finetune(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
-    """Fine-tune the pretrained backbone on few labels; baseline: the same from scratch."""
-    labelled = labels_per_class_subset(dataset.train_labels,
-                                              config.finetune.labels_per_class, config.seed)
+def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The pretraining config turned into a supervised run with `config.finetune`'s settings."""
+    method = dict(name="supervised", view=config.finetune.view.to_dict())
+    return downstream_config(config, method, config.finetune)
+
+
+def self_train_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The pretraining config turned into a FixMatch run with `config.self_train`'s settings."""
+    st = config.self_train
+    method = dict(name="fixmatch", weak_view=st.weak_view.to_dict(),
+                  strong_view=st.strong_view.to_dict(), threshold=st.threshold,
+                  unlabeled_weight=st.unlabeled_weight, unlabeled_ratio=st.unlabeled_ratio)
+    return downstream_config(config, method, st)
+
+
+def train_classifiers(config, run_config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                      dataset: sources.ArrayDataset, section: ml_collections.ConfigDict,
+                      stage: str, **train_kwargs) -> dict:
+    """Train `run_config`'s classifier on `section.labels_per_class` labels per class
+    from the pretrained backbone (row "ssl", in `workdir/<stage>`) and, with
+    `section.from_scratch_baseline`, from random init (row "from_scratch", in
+    `workdir/<stage>_scratch`); their test accuracies, in the column "<stage> (<budget>)"."""
+    labelled = labels_per_class_subset(dataset.train_labels, section.labels_per_class,
+                                       config.seed)
     few = dataset.subset_train(labelled)
     pretrain_run, pretrained = load_pretrained(config, workdir, dataset)
-    backbone = pretrain_run.method.backbone_variables(pretrained)
-    ft_config = finetune_config(config)
-    budget = budget_name(config.finetune.labels_per_class)
-    results = {}
-    inits = {"ssl": backbone}
-    if config.finetune.from_scratch_baseline:
+    inits = {"ssl": pretrain_run.method.backbone_variables(pretrained)}
+    if section.from_scratch_baseline:
         inits["from_scratch"] = None
+    column = f"{stage.replace('_', '-')} ({budget_name(section.labels_per_class)})"
+    results = {}
     for name, init in inits.items():
-        run = train.train(ft_config, workdir / ("finetune" if init else "finetune_scratch"), few,
-                          init_backbone=init)
+        run = train.train(run_config, workdir / (stage if init else f"{stage}_scratch"), few,
+                          init_backbone=init, **train_kwargs)
         logits = features.extract(run.method.logits, run.state.variables(), dataset.test_inputs,
                                   run.mesh, config.eval.batch_size)
-        accuracy = float(np.mean(logits.argmax(-1) == dataset.test_labels))
-        results[name] = {f"finetune ({budget})": accuracy}
+        results[name] = {column: float(np.mean(logits.argmax(-1) == dataset.test_labels))}
     return results
+
+
+def finetune(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
+    """Fine-tune the pretrained backbone on few labels; baseline: the same from scratch."""
+    return train_classifiers(config, finetune_config(config), workdir, dataset,
+                             config.finetune, "finetune")
+
+
+def self_train(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
+    """FixMatch (`methods.fixmatch`) on few labels, with every training image's pixels as
+    the unlabelled set, from the pretrained backbone; baseline: the same from scratch.
+    Set against `finetune` (the same labels, no unlabelled images), it shows what the
+    pseudo-labels add."""
+    return train_classifiers(config, self_train_config(config), workdir, dataset,
+                             config.self_train, "self_train",
+                             unlabeled_inputs=dataset.train_inputs)
 
 
 def lm_eval(config, workdir: pathlib.Path, dataset: sources.ArrayDataset) -> dict:
@@ -208,6 +244,8 @@ def run_stages(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
             pretrain(config, workdir, None if loader.streamed(config) else arrays())
         elif stage == "finetune":
             merge(results, finetune(config, workdir, arrays()))
+        elif stage == "self_train":
+            merge(results, self_train(config, workdir, arrays()))
         elif stage == "lm_eval":
             merge(results, lm_eval(config, workdir, arrays()))
         elif stage == protocols[0]:

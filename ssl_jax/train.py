@@ -20,6 +20,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from absl import logging
 
@@ -58,17 +59,20 @@ def check_vocab_size(model_config: ml_collections.ConfigDict, dataset: ArrayData
                          "vocab_size)")
 
 
-def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None) -> Run:
+def build(config: ml_collections.ConfigDict, dataset: ArrayDataset | None,
+          unlabeled_inputs: np.ndarray | None = None) -> Run:
     """Mesh, method, training stream, optimizer and schedule of a run (no state yet).
 
     `dataset`: the in-memory arrays to train on; None for a streamed dataset
     (`config.input.dataset == "tfds"`), whose stream then also gives the class count.
+    `unlabeled_inputs`: inputs without labels that every batch also draws from
+    (self-training, `loader.train_pipeline`).
     """
     mesh = sharding.make_mesh(config.mesh.num_devices)
     sharding.check_batch_size(config.input.batch_size, mesh)
     if dataset is not None and dataset.input_key == "tokens":
         check_vocab_size(config.model, dataset)
-    pipeline = loader.train_pipeline(config, dataset)
+    pipeline = loader.train_pipeline(config, dataset, unlabeled_inputs)
     s = config.schedule
     total_steps = s.steps if s.steps > 0 else pipeline.steps_for_epochs(s.epochs)
     method = methods.build(config, (dataset or pipeline).num_classes, total_steps)
@@ -158,12 +162,13 @@ def replace_backbone(state: TrainState, backbone: dict) -> TrainState:
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           dataset: ArrayDataset | None, *, init_backbone: dict | None = None,
-          stop_at_step: int | None = None,
+          unlabeled_inputs: np.ndarray | None = None, stop_at_step: int | None = None,
           on_step: Callable[[int, TrainState], None] | None = None) -> Run:
     """Train (or resume) a run in `workdir`; returns it with its final state.
 
     Args:
       init_backbone: `{'params', 'batch_stats'}` of a pretrained backbone to start from.
+      unlabeled_inputs: inputs without labels drawn beside `dataset` (self-training).
       stop_at_step: stop (with a checkpoint) after this step, as a preemption would;
         the schedule still spans the whole run, so a restart continues it exactly.
       on_step: called as `on_step(steps_done, state)` after every step, before the loop
@@ -177,7 +182,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         complete one is intact and a rerun resumes from it.
     """
     workdir = pathlib.Path(workdir)
-    run = build(config, dataset)
+    run = build(config, dataset, unlabeled_inputs)
     state = init_state(run)
     if init_backbone is not None:
         state = replace_backbone(state, init_backbone)
@@ -191,7 +196,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
     step_fn = make_step(run, last_step=end)
     writer = metrics.MetricWriter(workdir)
-    progress = metrics.ProgressLine(run.total_steps, config.input.batch_size, start)
+    progress = metrics.ProgressLine(run.total_steps, run.pipeline.global_batch_size, start)
     nonfinite = guards.NonFiniteGuard(config.guard.on_nonfinite)
     batches = sharding.DevicePrefetcher(
         itertools.islice(run.pipeline.batches(start), end - start), run.mesh,

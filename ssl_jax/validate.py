@@ -37,6 +37,8 @@ def validate(config: ml_collections.ConfigDict):
     models.check_config(config.model, image_sizes(config))  # The backbone, then the method.
     _one_of("config.method.name", config.method.name, methods.METHODS)
     methods.METHODS[config.method.name].check_config(config)
+    if "self_train" in config.stages:
+        methods.METHODS["fixmatch"].check_config(stages.self_train_config(config))
     _one_of("config.input.dataset", config.input.dataset, sources.DATASETS)
     _one_of("config.optim.name", config.optim.name, optim.OPTIMIZERS)
     _one_of("config.optim.lr_scaling", config.optim.lr_scaling, optim.LR_SCALINGS)
@@ -54,7 +56,8 @@ def validate(config: ml_collections.ConfigDict):
                              "devices are available (-1 uses them all)")
     for field, batch in (("config.input.batch_size", config.input.batch_size),
                          ("config.eval.batch_size", config.eval.batch_size),
-                         ("config.finetune.batch_size", config.finetune.batch_size)):
+                         ("config.finetune.batch_size", config.finetune.batch_size),
+                         ("config.self_train.batch_size", config.self_train.batch_size)):
         if batch <= 0 or batch % devices:
             raise ValueError(f"{field}={batch} is not a positive multiple of the number of "
                              f"devices ({devices}, {source})")

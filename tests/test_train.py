@@ -77,14 +77,15 @@ def test_resumed_run_equals_uninterrupted_run(digits, tmp_path):
 
 
 def test_pretrain_checkpoint_then_downstream_stages(digits, tmp_path):
-    """pretrain -> Orbax checkpoint -> kNN, linear probe, fine-tune, each in a fresh call."""
+    """pretrain -> Orbax checkpoint -> kNN, linear probe, fine-tune, self-train, each in a
+    fresh call."""
     config = load_config("quickstart")
     config.stages = ("pretrain",)
     stages.run_stages(config, tmp_path)
     assert (tmp_path / "pretrain" / "checkpoints").is_dir()
     assert (tmp_path / "pretrain" / "metrics.jsonl").is_file()
     assert any((tmp_path / "pretrain" / "tensorboard").iterdir())
-    config.stages = ("knn", "linear_probe", "finetune")
+    config.stages = ("knn", "linear_probe", "finetune", "self_train")
     results = stages.run_stages(config, tmp_path)
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert set(results) == {"ssl", "random_init", "raw_pixels", "from_scratch"}
@@ -93,7 +94,9 @@ def test_pretrain_checkpoint_then_downstream_stages(digits, tmp_path):
             assert 0.0 <= results[name][column] <= 1.0
     # Raw pixels of digits are far above chance with every protocol: a sanity floor.
     assert results["raw_pixels"]["linear (all labels)"] > 0.85
-    assert "finetune (10/class)" in results["ssl"]
+    for name in ("ssl", "from_scratch"):
+        assert {"finetune (10/class)", "self-train (10/class)"} <= set(results[name])
+    assert (tmp_path / "self_train_scratch" / "checkpoints").is_dir()
 
 
 def test_cifar10_resnet18_config_pretrains_on_the_real_files(shared_data, tmp_path):

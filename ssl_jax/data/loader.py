@@ -107,6 +107,39 @@ class StepBatcher:
         return (self.batch(step) for step in itertools.count(start_step))
 
 
+class LabeledUnlabeledBatcher:
+    """Semi-supervised batches: B labelled examples and mu B unlabelled ones per step, each
+    set drawn by its own `StepBatcher` (FixMatch's sampling; Sohn et al. 2020). An epoch
+    is a pass over the unlabelled set; the few labelled examples repeat more often."""
+
+    def __init__(self, labeled: dict[str, np.ndarray], unlabeled: dict[str, np.ndarray],
+                 labeled_batch_size: int, unlabeled_batch_size: int, seed: int):
+        if set(labeled) & set(unlabeled):
+            raise ValueError(f"labelled and unlabelled arrays share the keys "
+                             f"{sorted(set(labeled) & set(unlabeled))}")
+        self.labeled = StepBatcher(labeled, labeled_batch_size, seed)
+        self.unlabeled = StepBatcher(unlabeled, unlabeled_batch_size, seed + 1)
+        self.global_batch_size = labeled_batch_size + unlabeled_batch_size
+        self.num_examples = self.unlabeled.num_examples
+
+    @property
+    def steps_per_epoch(self) -> float:
+        return self.unlabeled.steps_per_epoch
+
+    def steps_for_epochs(self, epochs: float) -> int:
+        return self.unlabeled.steps_for_epochs(epochs)
+
+    def spec(self) -> Spec:
+        return {**self.labeled.spec(), **self.unlabeled.spec()}
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """This process's share of both global batches of `step`."""
+        return {**self.labeled.batch(step), **self.unlabeled.batch(step)}
+
+    def batches(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+        return (self.batch(step) for step in itertools.count(start_step))
+
+
 def zeros_like_spec(spec: Spec) -> dict[str, np.ndarray]:
     """A batch of zeros with the shapes and dtypes of `spec` (for shape-only uses: init)."""
     return {name: np.zeros(shape, dtype) for name, (shape, dtype) in spec.items()}
@@ -117,9 +150,13 @@ def streamed(config) -> bool:
     return config.input.dataset == "tfds"
 
 
-def train_pipeline(config, dataset) -> Pipeline:
+def train_pipeline(config, dataset, unlabeled_inputs: np.ndarray | None = None) -> Pipeline:
     """The training stream of `config.input`: tf.data for TFDS, else `StepBatcher` over
-    the in-memory arrays of `dataset` (an `ArrayDataset`; None only when streamed)."""
+    the in-memory arrays of `dataset` (an `ArrayDataset`; None only when streamed).
+
+    With `unlabeled_inputs` (self-training) each batch also holds
+    `config.method.unlabeled_ratio` times as many of them, under `unlabeled_<input key>`
+    (`LabeledUnlabeledBatcher`)."""
     if streamed(config):
         from ssl_jax.data import tfds_pipeline  # Imports TensorFlow: only on this path.
 
@@ -127,5 +164,13 @@ def train_pipeline(config, dataset) -> Pipeline:
     if dataset is None:
         raise ValueError(f"config.input.dataset={config.input.dataset!r} trains from "
                          "in-memory arrays, but no dataset was given")
-    return StepBatcher({dataset.input_key: dataset.train_inputs, "label": dataset.train_labels},
-                       config.input.batch_size, seed=config.seed)
+    labeled = {dataset.input_key: dataset.train_inputs, "label": dataset.train_labels}
+    if unlabeled_inputs is None:
+        return StepBatcher(labeled, config.input.batch_size, seed=config.seed)
+    if "unlabeled_ratio" not in config.method:
+        raise ValueError(f"config.method.name={config.method.name!r} does not train on "
+                         "unlabelled inputs (no config.method.unlabeled_ratio)")
+    batch_size = config.input.batch_size
+    return LabeledUnlabeledBatcher(
+        labeled, {f"unlabeled_{dataset.input_key}": unlabeled_inputs}, batch_size,
+        config.method.unlabeled_ratio * batch_size, seed=config.seed)

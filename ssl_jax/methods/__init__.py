@@ -8,6 +8,7 @@ from ssl_jax.methods.bert import BERT
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.context import ContextPrediction
 from ssl_jax.methods.directpred import DirectPred
+from ssl_jax.methods.fixmatch import FixMatch
 from ssl_jax.methods.gpt import GPT
 from ssl_jax.methods.ijepa import IJEPA
 from ssl_jax.methods.mae import MAE
@@ -24,7 +25,7 @@ METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "mocov3": MoCoV3, "byol": BYOL,
            "vicreg": VICReg, "rotation": Rotation, "context_prediction": ContextPrediction,
            "autoencoder": Autoencoder, "denoising_autoencoder": Autoencoder,
            "multitask": MultiTask, "mae": MAE, "ijepa": IJEPA, "bert": BERT, "gpt": GPT,
-           "supervised": Supervised}
+           "supervised": Supervised, "fixmatch": FixMatch}
 
 
 def build(config: ml_collections.ConfigDict, num_classes: int, total_steps: int = 1) -> Method:
